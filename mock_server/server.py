@@ -1,0 +1,218 @@
+"""The mock server's state: store, clock, token authority, clients and events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .broken import BROKEN_MODES, BROKEN_MODES_SETTING, FAULT_KINDS, FAULTS_SETTING
+from .clock import Clock
+from .policy import DATABRICKS_EXAMPLE, AppIntegration, Policy, load_integration
+from .records import Client
+from .rotation import TokenAuthority
+from .store import MemoryStore, Store
+from .tokens import token_hash
+
+__all__ = ["MockServer", "Credentials"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER = "user@example.com"
+DEFAULT_ACCOUNT = "00000000-0000-4000-8000-000000000000"
+CREDENTIALS_SETTING = "default_credentials"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Client credentials the server made at start, for printing and for tests."""
+
+    client_id: str
+    client_secret: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "client_secret": self.client_secret}
+
+
+class MockServer:
+    """Everything one mock authorization server knows, shared by its views.
+
+    Three clients are made at start, all with the integration's policy: the main
+    client (confidential unless the integration says otherwise), a second
+    confidential client for cross-client checks, and a public client.
+    """
+
+    def __init__(
+        self,
+        integration: AppIntegration | None = None,
+        store: Store | None = None,
+        user: str = DEFAULT_USER,
+        record: str | Path | None = None,
+        issuer: str | None = None,
+    ) -> None:
+        self.integration = integration or load_integration(DATABRICKS_EXAMPLE)
+        self.store = store or MemoryStore()
+        self.clock = Clock(self.store)
+        self.authority = TokenAuthority(self.store, self.clock)
+        self.user = user
+        self.issuer = issuer
+        self.account_id = DEFAULT_ACCOUNT
+        self._record_path = Path(record) if record else None
+        self._record_lock = threading.Lock()
+        self.credentials = self._seed_clients()
+
+    # ----------------------------------------------------------------- clients
+
+    def _seed_clients(self) -> dict[str, Credentials]:
+        """Make the default clients once; a restarted SQLite store keeps them."""
+        with self.store.transaction() as tx:
+            saved = tx.get("settings", CREDENTIALS_SETTING)
+            if saved:
+                return {role: Credentials(**c) for role, c in saved.items()}
+            made = {
+                "main": self._new_client(
+                    tx, "rotcert-client", self.integration.confidential
+                ),
+                "second": self._new_client(tx, "rotcert-second", True),
+                "public": self._new_client(tx, "rotcert-public", False),
+            }
+            tx.put(
+                "settings",
+                CREDENTIALS_SETTING,
+                {role: c.to_json() for role, c in made.items()},
+            )
+            return made
+
+    def _new_client(self, tx, client_id: str, confidential: bool) -> Credentials:
+        secret = secrets.token_urlsafe(24) if confidential else None
+        client = Client(
+            client_id=client_id,
+            secret_hash=token_hash(secret) if secret else None,
+            name=self.integration.name,
+            scopes=list(self.integration.scopes),
+            redirect_urls=list(self.integration.redirect_urls),
+            policy_json=self.integration.policy.to_json(),
+            created_at=time.time(),
+        )
+        tx.put("client", client_id, client.to_json())
+        return Credentials(client_id, secret)
+
+    def create_client(
+        self,
+        name: str,
+        confidential: bool,
+        scopes: list[str],
+        redirect_urls: list[str],
+        policy: Policy,
+        account_id: str | None = None,
+    ) -> tuple[Client, str | None]:
+        secret = secrets.token_urlsafe(24) if confidential else None
+        client = Client(
+            client_id=str(uuid.uuid4()),
+            secret_hash=token_hash(secret) if secret else None,
+            name=name,
+            scopes=scopes,
+            redirect_urls=redirect_urls,
+            policy_json=policy.to_json(),
+            integration_id=str(uuid.uuid4()),
+            account_id=account_id,
+            created_at=self.clock.now(),
+        )
+        self.save_client(client)
+        return client, secret
+
+    def client(self, client_id: str) -> Client | None:
+        with self.store.transaction(write=False) as tx:
+            data = tx.get("client", client_id)
+        return None if data is None else Client.from_json(data)
+
+    def clients(self) -> list[Client]:
+        with self.store.transaction(write=False) as tx:
+            return [Client.from_json(c) for c in tx.all("client")]
+
+    def save_client(self, client: Client) -> None:
+        with self.store.transaction() as tx:
+            tx.put("client", client.client_id, client.to_json())
+
+    def delete_client(self, client_id: str) -> None:
+        with self.store.transaction() as tx:
+            tx.delete("client", client_id)
+
+    # --------------------------------------------------- broken modes, faults
+
+    def setting(self, name: str, default: Any = None) -> Any:
+        with self.store.transaction(write=False) as tx:
+            value = tx.get("settings", name)
+        return default if value is None else value
+
+    def set_broken_modes(self, modes: list[str]) -> None:
+        unknown = sorted(set(modes) - set(BROKEN_MODES))
+        if unknown:
+            raise ValueError(
+                f"unknown broken mode {unknown[0]!r}; known: {', '.join(BROKEN_MODES)}"
+            )
+        with self.store.transaction() as tx:
+            tx.put("settings", BROKEN_MODES_SETTING, sorted(set(modes)))
+
+    def broken_modes(self) -> frozenset[str]:
+        return frozenset(self.setting(BROKEN_MODES_SETTING, []))
+
+    def add_fault(self, fault: dict[str, Any]) -> None:
+        if fault.get("kind") not in FAULT_KINDS:
+            raise ValueError(
+                f"unknown fault kind {fault.get('kind')!r}; known: "
+                + ", ".join(FAULT_KINDS)
+            )
+        with self.store.transaction() as tx:
+            faults = tx.get("settings", FAULTS_SETTING) or []
+            faults.append(fault)
+            tx.put("settings", FAULTS_SETTING, faults)
+
+    def clear_faults(self) -> None:
+        with self.store.transaction() as tx:
+            tx.put("settings", FAULTS_SETTING, [])
+
+    def take_fault(self, kind: str, client_id: str | None) -> dict[str, Any] | None:
+        """Use up one firing of a matching fault, if one is armed."""
+        with self.store.transaction() as tx:
+            faults = tx.get("settings", FAULTS_SETTING) or []
+            for fault in faults:
+                wanted = fault.get("client_id")
+                if fault["kind"] != kind or (wanted and wanted != client_id):
+                    continue
+                remaining = fault.get("count")
+                if remaining is not None:
+                    if remaining <= 0:
+                        continue
+                    fault["count"] = remaining - 1
+                tx.put("settings", FAULTS_SETTING, faults)
+                return fault
+        return None
+
+    def reset(self) -> None:
+        """Forget every grant, token, event, fault, broken mode and clock offset;
+        keep the clients."""
+        self.store.clear(keep=("client",))
+        with self.store.transaction() as tx:
+            tx.put(
+                "settings",
+                CREDENTIALS_SETTING,
+                {role: c.to_json() for role, c in self.credentials.items()},
+            )
+
+    # ------------------------------------------------------------------ events
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Keep an event: in the store, and as a JSON line when recording."""
+        event = {"time": round(self.clock.now(), 3), **event}
+        seq = self.store.append_event(event)
+        if self._record_path is not None:
+            line = json.dumps({**event, "seq": seq}, sort_keys=True)
+            with self._record_lock, self._record_path.open("a") as out:
+                out.write(line + "\n")

@@ -1,0 +1,117 @@
+"""A SQLite store: survives a restart and serves several worker processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .store import KINDS
+
+__all__ = ["SQLiteStore"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    family TEXT,
+    data TEXT NOT NULL,
+    PRIMARY KEY (kind, key)
+);
+CREATE INDEX IF NOT EXISTS records_by_family ON records (kind, family);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    data TEXT NOT NULL
+);
+"""
+
+
+class _SQLiteTransaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def get(self, kind: str, key: str) -> Any:
+        row = self._db.execute(
+            "SELECT data FROM records WHERE kind = ? AND key = ?", (kind, key)
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def put(self, kind: str, key: str, value: Any, family: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO records (kind, key, family, data) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, key) DO UPDATE SET data = excluded.data, "
+            "family = COALESCE(excluded.family, records.family)",
+            (kind, key, family, json.dumps(value)),
+        )
+
+    def delete(self, kind: str, key: str) -> None:
+        self._db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key))
+
+    def by_family(self, kind: str, family: str) -> list[Any]:
+        rows = self._db.execute(
+            "SELECT data FROM records WHERE kind = ? AND family = ? ORDER BY key",
+            (kind, family),
+        )
+        return [json.loads(row[0]) for row in rows]
+
+    def all(self, kind: str) -> list[Any]:
+        rows = self._db.execute("SELECT data FROM records WHERE kind = ?", (kind,))
+        return [json.loads(row[0]) for row in rows]
+
+
+class SQLiteStore:
+    """One SQLite file; each thread gets its own connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        db = self._connection()
+        db.executescript(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # isolation_level=None: we issue BEGIN ourselves, so a writer takes the
+            # database lock before its first read and rotations never interleave.
+            db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[_SQLiteTransaction]:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield _SQLiteTransaction(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def append_event(self, event: dict[str, Any]) -> int:
+        db = self._connection()
+        cursor = db.execute(
+            "INSERT INTO events (data) VALUES (?)", (json.dumps(event),)
+        )
+        return int(cursor.lastrowid)
+
+    def events(self, since: int = 0) -> list[dict[str, Any]]:
+        rows = self._connection().execute(
+            "SELECT seq, data FROM events WHERE seq > ? ORDER BY seq", (since,)
+        )
+        return [{**json.loads(data), "seq": seq} for seq, data in rows]
+
+    def clear(self, keep: tuple[str, ...] = ()) -> None:
+        with self.transaction() as tx:
+            drop = [kind for kind in KINDS if kind not in keep]
+            tx._db.executemany(
+                "DELETE FROM records WHERE kind = ?", [(k,) for k in drop]
+            )
+            tx._db.execute("DELETE FROM events")
