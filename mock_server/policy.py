@@ -344,7 +344,9 @@ def load_policy_file(path: str | Path) -> AppIntegration:
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise PolicyError(f"cannot read policy file {str(path)!r}: {exc.strerror}.")
+        raise PolicyError(
+            f"cannot read policy file {str(path)!r}: {exc.strerror}."
+        ) from None
     except UnicodeDecodeError:
         raise PolicyError(f"policy file {str(path)!r} is not UTF-8 text.") from None
     try:

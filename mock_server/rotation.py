@@ -224,7 +224,6 @@ class TokenAuthority:
         now: float,
     ) -> _Checked | OAuthError:
         modes = self.broken_modes(tx)
-        presented_fp = fingerprint(presented)
         data = tx.get("refresh", token_hash(presented))
         if data is None:
             return InvalidGrant(
