@@ -26,6 +26,7 @@ __all__ = [
 
 MINUTE = 60
 TEN_YEARS_MINUTES = 10 * 365 * 24 * 60
+SHOWN_LIMIT = 80
 
 # The app-integration example from the Databricks single-use token documentation.
 # It must load unchanged and is the server's default policy.
@@ -153,16 +154,23 @@ class AppIntegration:
 
 
 def _fail(field: str, value: Any, allowed: str) -> PolicyError:
-    shown = json.dumps(value) if _jsonable(value) else repr(value)
-    return PolicyError(f"policy field {field!r} is {shown}; allowed: {allowed}.")
+    return PolicyError(f"policy field {field!r} is {_show(value)}; allowed: {allowed}.")
 
 
-def _jsonable(value: Any) -> bool:
+def _show(value: Any) -> str:
+    """The value as JSON, cut short: hostile input must not make a huge message."""
     try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+        shown = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        # Not JSON, an integer too long to print, or nested too deeply.
+        shown = f"<{type(value).__name__}>"
+    return _clip(shown)
+
+
+def _clip(text: str) -> str:
+    if len(text) <= SHOWN_LIMIT:
+        return text
+    return text[: SHOWN_LIMIT - 3] + "..."
 
 
 def _int_in(field: str, value: Any, low: int, high: int, nullable: bool = False):
@@ -194,7 +202,7 @@ def _policy_from_mapping(raw: dict[str, Any]) -> Policy:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise PolicyError(
-            f"policy field {unknown[0]!r} is not known; known fields: "
+            f"policy field {_clip(repr(unknown[0]))} is not known; known fields: "
             + ", ".join(sorted(known))
             + "."
         )
@@ -309,9 +317,8 @@ def load_integration(document: Any) -> AppIntegration:
     unknown = sorted(set(document) - INTEGRATION_KEYS)
     if unknown:
         raise PolicyError(
-            f"app-integration field {unknown[0]!r} is not known; known fields: "
-            + ", ".join(sorted(INTEGRATION_KEYS))
-            + "."
+            f"app-integration field {_clip(repr(unknown[0]))} is not known; "
+            "known fields: " + ", ".join(sorted(INTEGRATION_KEYS)) + "."
         )
     inner = document["token_access_policy"]
     if not isinstance(inner, dict):
@@ -356,6 +363,15 @@ def load_policy_file(path: str | Path) -> AppIntegration:
             f"policy file {str(path)!r} is not valid JSON: {exc.msg} at line "
             f"{exc.lineno} column {exc.colno}."
         ) from None
+    except RecursionError:
+        raise PolicyError(
+            f"policy file {str(path)!r} is nested too deeply to be a policy."
+        ) from None
+    except ValueError as exc:
+        # json raises a plain ValueError for an integer with too many digits.
+        raise PolicyError(
+            f"policy file {str(path)!r} is not usable JSON: {exc}."
+        ) from None
     try:
         return load_integration(document)
     except PolicyError as exc:
@@ -379,5 +395,6 @@ def load_preset(name: str) -> AppIntegration:
         raise PolicyError(
             f"unknown preset {name!r}; available presets: {', '.join(names)}."
         )
-    text = (resources.files("mock_server") / "presets" / f"{name}.json").read_text()
+    folder = resources.files("mock_server") / "presets"
+    text = (folder / f"{name}.json").read_text(encoding="utf-8")
     return load_integration(json.loads(text))
