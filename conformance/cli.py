@@ -1,0 +1,179 @@
+"""The ``rotcert`` command.
+
+    rotcert serve   run the mock authorization server
+    rotcert server  certify an authorization server (default: the embedded mock)
+    rotcert client  certify a client through an adapter
+    rotcert audit   judge a recording of a client made with ``serve --record``
+
+``server`` and ``client`` exit 0 when every requested profile is certified, 1 when
+not, and 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+EXIT_CERTIFIED, EXIT_NOT_CERTIFIED, EXIT_USAGE = 0, 1, 2
+
+# rotcert server flags that become --rotcert-<name> plugin options, as is.
+SERVER_FLAGS = [
+    ("issuer", "issuer URL of the server under test (endpoints by discovery)"),
+    ("token-endpoint", "token endpoint (instead of, or overriding, discovery)"),
+    ("authorization-endpoint", "authorization endpoint"),
+    ("revocation-endpoint", "RFC 7009 revocation endpoint"),
+    ("introspection-endpoint", "RFC 7662 introspection endpoint"),
+    ("resource-endpoint", "a protected resource that accepts the access tokens"),
+    ("admin-endpoint", "the admin API of a rotcert mock in another process"),
+    ("client-id", "client id; the secret comes from ROTCERT_CLIENT_SECRET"),
+    ("client-auth", "basic | post | none (default basic)"),
+    ("second-client-id", "second client; secret from ROTCERT_SECOND_CLIENT_SECRET"),
+    ("policy", "the declared policy file (default: Databricks' example)"),
+    ("preset", "a declared vendor preset, e.g. okta"),
+    ("profile", "profiles to certify, comma-separated (default: by policy)"),
+    ("grant-source", "admin | password | authcode | command:CMD | file:PATH"),
+    ("username", "user for the password grant; password from ROTCERT_PASSWORD"),
+    ("redirect-uri", "redirect URI for the authcode grant source"),
+    ("scope", "scope to ask for when minting a family"),
+    ("time", "freeze | admin | wait (default: by target)"),
+    ("wait-budget", "seconds of real waiting allowed per scenario (default 0)"),
+    ("timeout", "seconds per request (default 10)"),
+    ("race-threads", "parallel refreshes per race round (default 8)"),
+    ("race-rounds", "race rounds (default 20)"),
+    ("broken-mode", "embedded target only: switch on a broken mode, to see a fail"),
+]
+
+
+def _server_parser(sub) -> None:
+    parser = sub.add_parser(
+        "server",
+        help="certify an authorization server (default: the embedded mock)",
+        description="Run the server scenario catalogue and print the verdict. With "
+        "no target, certifies the embedded mock under the declared policy.",
+    )
+    for name, text in SERVER_FLAGS:
+        parser.add_argument(f"--{name}", dest=name.replace("-", "_"), help=text)
+    _report_arguments(parser)
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        default="rotcert-report",
+        help="folder for report.html, junit.xml and summary.json",
+    )
+    parser.add_argument(
+        "-n", "--workers", help="run scenarios in parallel (pytest-xdist), e.g. auto"
+    )
+    parser.add_argument("-k", dest="keyword", help="only scenarios matching (pytest -k)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
+    """What every rotcert run hands pytest: isolation from the caller's own pytest
+    configuration, and the three reports."""
+    out.mkdir(parents=True, exist_ok=True)
+    ini = out / "pytest.ini"
+    ini.write_text("[pytest]\n")
+    argv = [
+        "-c",
+        str(ini),
+        "--rootdir",
+        str(out),
+        "-p",
+        "no:cacheprovider",
+        "--rotcert-enable",
+        f"--html={out / 'report.html'}",
+        "--self-contained-html",
+        f"--junitxml={out / 'junit.xml'}",
+        f"--rotcert-summary={out / 'summary.json'}",
+        "-o",
+        "junit_family=xunit2",
+        "-v" if args.verbose else "-q",
+    ]
+    if args.workers:
+        argv += ["-n", args.workers]
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    return argv
+
+
+def run_pytest(argv: list[str], out: Path) -> int:
+    import pytest
+
+    code = pytest.main(argv)
+    summary = out / "summary.json"
+    if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
+        return EXIT_USAGE
+    if not summary.exists():
+        print(f"rotcert: no summary was written ({summary}); see above.", file=sys.stderr)
+        return EXIT_USAGE
+    verdicts = json.loads(summary.read_text())["verdicts"]
+    print()
+    for verdict in verdicts:
+        print(f"rotcert {verdict['profile']}: {verdict['status']}")
+    print(f"report:  {out / 'report.html'}")
+    print(f"junit:   {out / 'junit.xml'}")
+    print(f"summary: {summary}")
+    if not verdicts:
+        print("rotcert: no profile was judged.", file=sys.stderr)
+        return EXIT_NOT_CERTIFIED
+    certified = all(v["certified"] for v in verdicts)
+    return EXIT_CERTIFIED if certified else EXIT_NOT_CERTIFIED
+
+
+def run_server(args: argparse.Namespace) -> int:
+    from .plugin import SCENARIOS_DIR
+
+    out = Path(args.out)
+    argv = pytest_arguments(out, args)
+    for name, _ in SERVER_FLAGS:
+        value = getattr(args, name.replace("-", "_"))
+        if value is not None:
+            argv.append(f"--rotcert-{name}={value}")
+    argv.append(str(SCENARIOS_DIR))
+    return run_pytest(argv, out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mock_server import serve
+
+    parser = argparse.ArgumentParser(
+        prog="rotcert",
+        description="Certify single-use refresh tokens (refresh token rotation).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_parser = sub.add_parser(
+        "serve", help="run the mock authorization server", description=serve.__doc__
+    )
+    serve.add_arguments(serve_parser)
+    serve_parser.set_defaults(run=serve.run)
+
+    _server_parser(sub)
+    sub.choices["server"].set_defaults(run=run_server)
+
+    try:
+        from . import client_cli
+    except ImportError:
+        client_cli = None  # type: ignore[assignment]
+    if client_cli is not None:
+        client_cli.add_commands(sub, _report_arguments)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

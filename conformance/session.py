@@ -1,0 +1,316 @@
+"""The plugin's state for one run: target, grant source, time, results, verdicts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from . import options
+from .grants import GrantError, GrantSource, make_grant_source
+from .plugin import MARKER, RECORD
+from .profiles import (
+    CLIENT_PROFILES,
+    SERVER_PROFILES,
+    Result,
+    Verdict,
+    default_server_profiles,
+    judge,
+)
+from .report import ScenarioRecord, scenario_html, verdict_html, write_summary
+from .target import (
+    ClientCredentials,
+    Endpoints,
+    ServerTarget,
+    TargetError,
+    admin_clients,
+    declared_integration,
+    discover,
+    embedded_target,
+)
+from .timecontrol import AdminClock, FrozenTime, RealWait, TimeControl
+
+__all__ = ["RotcertSession"]
+
+
+def _number(config: pytest.Config, name: str) -> float:
+    raw = options.option(config, name)
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise pytest.UsageError(
+            f"--rotcert-{name} must be a number, got {raw!r}"
+        ) from None
+    if value < 0 or value != value:
+        raise pytest.UsageError(f"--rotcert-{name} must be 0 or more, got {raw!r}")
+    return value
+
+
+class RotcertSession:
+    """The plugin's state for one run: target, results and verdicts."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: dict[str, dict[str, Any]] = {}
+        self._target: ServerTarget | None = None
+        self._grants: GrantSource | None = None
+        self._time: TimeControl | None = None
+        self.timeout = _number(config, "timeout") or 10.0
+        self.wait_budget = _number(config, "wait-budget")
+        self.race_threads = max(2, int(_number(config, "race-threads")))
+        self.race_rounds = max(1, int(_number(config, "race-rounds")))
+        requested = options.option(config, "profile")
+        self.requested = [p.strip() for p in requested.split(",")] if requested else []
+        known = {**SERVER_PROFILES, **CLIENT_PROFILES}
+        for name in self.requested:
+            if name not in known:
+                raise pytest.UsageError(
+                    f"unknown profile {name!r}; known profiles: {', '.join(known)}"
+                )
+        try:
+            self.integration = declared_integration(
+                options.option(config, "policy"), options.option(config, "preset")
+            )
+        except TargetError as exc:
+            raise pytest.UsageError(str(exc)) from None
+
+    # ------------------------------------------------------------------ target
+
+    def target(self) -> ServerTarget:
+        if self._target is None:
+            try:
+                self._target = self._build_target()
+            except TargetError as exc:
+                pytest.exit(f"rotcert: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        return self._target
+
+    def _build_target(self) -> ServerTarget:
+        config = self.config
+        opt = lambda name: options.option(config, name)  # noqa: E731
+        issuer, token = opt("issuer"), opt("token-endpoint")
+        if opt("target") not in (None, "embedded", "url"):
+            raise TargetError("--rotcert-target is embedded or url")
+        if not issuer and not token:
+            broken = [m for m in (opt("broken-mode") or "").split(",") if m]
+            return embedded_target(self.integration, broken, self.timeout)
+        if opt("broken-mode"):
+            raise TargetError(
+                "--rotcert-broken-mode works with the embedded target only"
+            )
+
+        import requests
+
+        session = requests.Session()
+        metadata = discover(session, issuer, self.timeout) if issuer else {}
+        pick = lambda name, key: opt(name) or metadata.get(key)  # noqa: E731
+        ends = Endpoints(
+            token=pick("token-endpoint", "token_endpoint"),
+            authorization=pick("authorization-endpoint", "authorization_endpoint"),
+            revocation=pick("revocation-endpoint", "revocation_endpoint"),
+            introspection=pick("introspection-endpoint", "introspection_endpoint"),
+            resource=pick("resource-endpoint", "rotcert_resource_endpoint"),
+            admin=pick("admin-endpoint", "rotcert_admin_endpoint"),
+        )
+        known = admin_clients(session, ends.admin, self.timeout) if ends.admin else {}
+        client_id = opt("client-id")
+        auth = opt("client-auth") or "basic"
+        if auth not in ("basic", "post", "none"):
+            raise TargetError(
+                f"--rotcert-client-auth is basic, post or none, not {auth!r}"
+            )
+        if client_id:
+            secret = options.secret("client_secret")
+            if secret is None and auth != "none":
+                raise TargetError(
+                    f"client {client_id!r} uses {auth} authentication: set "
+                    "ROTCERT_CLIENT_SECRET (or --rotcert-client-auth none)"
+                )
+            client = ClientCredentials(client_id, secret, auth)
+        elif "main" in known:
+            client = known["main"]
+        else:
+            raise TargetError("Give --rotcert-client-id (and ROTCERT_CLIENT_SECRET).")
+        second_id = opt("second-client-id")
+        second = (
+            ClientCredentials(second_id, options.secret("second_client_secret"))
+            if second_id
+            else known.get("second")
+        )
+        return ServerTarget(
+            name=issuer or ends.token,
+            endpoints=ends,
+            client=client,
+            second_client=second,
+            integration=self.integration,
+            session=session,
+            timeout=self.timeout,
+            metadata=metadata,
+        )
+
+    def grants(self) -> GrantSource:
+        if self._grants is None:
+            target = self.target()
+            try:
+                self._grants = make_grant_source(
+                    options.option(self.config, "grant-source"),
+                    target,
+                    options.option(self.config, "username"),
+                    options.secret("password"),
+                    options.option(self.config, "redirect-uri"),
+                )
+            except GrantError as exc:
+                pytest.exit(f"rotcert: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        return self._grants
+
+    def time(self) -> TimeControl:
+        if self._time is None:
+            target = self.target()
+            wanted = options.option(self.config, "time")
+            if wanted is None:
+                wanted = (
+                    "freeze"
+                    if target.embedded
+                    else "admin"
+                    if target.endpoints.admin
+                    else "wait"
+                )
+            if wanted == "freeze" and target.embedded is None:
+                pytest.exit(
+                    "rotcert: --rotcert-time freeze needs the embedded target; use "
+                    "admin for a rotcert mock in another process, or wait",
+                    returncode=pytest.ExitCode.USAGE_ERROR,
+                )
+            if wanted == "admin" and not target.endpoints.admin:
+                pytest.exit(
+                    "rotcert: --rotcert-time admin needs a rotcert admin endpoint",
+                    returncode=pytest.ExitCode.USAGE_ERROR,
+                )
+            if wanted == "freeze":
+                self._time = FrozenTime()
+            elif wanted == "admin":
+                self._time = AdminClock(
+                    target.session, target.endpoints.admin or "", self.timeout
+                )
+            elif wanted == "wait":
+                self._time = RealWait(self.wait_budget)
+            else:
+                pytest.exit(
+                    f"rotcert: --rotcert-time is freeze, admin or wait, not {wanted!r}",
+                    returncode=pytest.ExitCode.USAGE_ERROR,
+                )
+        return self._time
+
+    # ------------------------------------------------------------- collection
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        seen: dict[str, str] = {}
+        for item in items:
+            marker = item.get_closest_marker(MARKER)
+            if marker is None:
+                continue
+            meta = marker.kwargs
+            scenario_id = meta["id"]
+            if scenario_id in seen and seen[scenario_id] != item.nodeid:
+                raise pytest.UsageError(
+                    f"scenario id {scenario_id} is used by {seen[scenario_id]} and "
+                    f"{item.nodeid}"
+                )
+            seen[scenario_id] = item.nodeid
+            doc = (getattr(item, "obj", None).__doc__ or "").strip()
+            item.stash[RECORD] = ScenarioRecord(
+                scenario_id=scenario_id,
+                title=doc.splitlines()[0] if doc else item.name,
+                requirement=meta["requirement"],
+                profiles=list(meta.get("profiles", ())),
+                catches=list(meta.get("catches", ())),
+            )
+
+    # ---------------------------------------------------------------- reports
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call):
+        outcome = yield
+        report = outcome.get_result()
+        record = item.stash.get(RECORD, None)
+        if record is None:
+            return
+
+        final = report.when == "call" or (report.when == "setup" and not report.passed)
+        if report.when == "teardown" and report.failed:
+            final = True
+        if not final:
+            return
+
+        record.outcome = report.outcome
+        record.duration_s = round(record.duration_s + report.duration, 3)
+        if report.skipped and isinstance(report.longrepr, tuple):
+            record.reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+        elif report.failed and call.excinfo is not None:
+            text = str(call.excinfo.value) or call.excinfo.typename
+            record.reason = text.strip().splitlines()[0][:600]
+        report.user_properties.append(("rotcert", json.dumps(record.to_json())))
+        try:
+            from pytest_html import extras
+        except ImportError:  # pragma: no cover - pytest-html is a dependency
+            return
+        report.extras = [
+            *getattr(report, "extras", []),
+            extras.html(scenario_html(record)),
+        ]
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == "rotcert":
+                data = json.loads(value)
+                self.results[data["scenario_id"]] = data
+
+    def verdicts(self) -> list[Verdict]:
+        results = [
+            Result(
+                r["scenario_id"], r["title"], r["profiles"], r["outcome"], r["reason"]
+            )
+            for r in self.results.values()
+        ]
+        present = {p for r in results for p in r.profiles}
+        profiles = self.requested or [
+            p for p in default_server_profiles(self.integration.policy) if p in present
+        ] + [p for p in CLIENT_PROFILES if p in present]
+        described = {**SERVER_PROFILES, **CLIENT_PROFILES}
+        return [judge(p, described[p], results) for p in profiles]
+
+    def describe_target(self) -> dict[str, Any]:
+        if self._target is not None:
+            return self._target.describe()
+        return {"declared_policy": self.integration.policy.to_json()}
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
+        prefix.append(
+            verdict_html([v.to_json() for v in self.verdicts()], self.describe_target())
+        )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        path = options.option(self.config, "summary")
+        if path:
+            write_summary(
+                path,
+                [v.to_json() for v in self.verdicts()],
+                list(self.results.values()),
+                self.describe_target(),
+            )
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if hasattr(self.config, "workerinput") or not self.results:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section("rotcert verdict")
+        for verdict in self.verdicts():
+            counts = f"{len(verdict.passed)} passed, {len(verdict.failed)} failed"
+            if verdict.not_run:
+                counts += f", {len(verdict.not_run)} could not run"
+            write(f"{verdict.profile:<18} {verdict.status:<28} {counts}")
+            for line in verdict.failed + verdict.not_run:
+                write(f"    {line['id']}: {line['reason']}")
