@@ -262,6 +262,36 @@ class TokenAuthority:
                 "The refresh token has expired.", reason=reason, **where
             )
 
+        # Reuse is judged before scope: a replayed token must not slip past
+        # detection by also asking for more scope.
+        spent = record.consumed_at is not None or record.superseded
+        grace_replay = False
+        if spent and "reuse_accepted" not in modes:
+            grace_replay = (
+                policy.grace > 0
+                and not record.superseded
+                and now - record.consumed_at <= policy.grace
+                # Grace covers only the immediate predecessor of the newest token.
+                and record.generation == family.generation - 1
+            )
+            if not grace_replay:
+                if (
+                    policy.reuse_detection == "revoke_family"
+                    and "family_not_revoked" not in modes
+                ):
+                    self._revoke_family(
+                        tx,
+                        family,
+                        "reuse",
+                        now,
+                        with_access=policy.reuse_revokes_access_tokens,
+                    )
+                return InvalidGrant(
+                    "The refresh token was already used.",
+                    reason="reuse_detected",
+                    **where,
+                )
+
         scope = family.scope if requested_scope is None else requested_scope
         broadened = sorted(set(scope) - set(family.scope))
         if broadened:
@@ -270,33 +300,7 @@ class TokenAuthority:
                 reason="scope_broadened",
                 **where,
             )
-
-        spent = record.consumed_at is not None or record.superseded
-        if not spent or "reuse_accepted" in modes:
-            return _Checked(record, family, scope)
-
-        in_grace = (
-            policy.grace > 0
-            and not record.superseded
-            and now - record.consumed_at <= policy.grace
-            # Grace covers only the immediate predecessor of the newest token.
-            and record.generation == family.generation - 1
-        )
-        if in_grace:
-            return _Checked(record, family, scope, grace_replay=True)
-
-        if (
-            policy.reuse_detection == "revoke_family"
-            and "family_not_revoked" not in modes
-        ):
-            self._revoke_family(
-                tx, family, "reuse", now, with_access=policy.reuse_revokes_access_tokens
-            )
-        return InvalidGrant(
-            "The refresh token was already used.",
-            reason="reuse_detected",
-            **where,
-        )
+        return _Checked(record, family, scope, grace_replay=grace_replay)
 
     def _spend(
         self,
@@ -434,7 +438,13 @@ class TokenAuthority:
             if data is None or data["client_id"] != client.client_id:
                 return inactive
             family = Family.from_json(tx.get("family", data["family_id"]))
-            if family.revoked_at is not None or data.get("revoked_at") is not None:
+            if data.get("revoked_at") is not None:
+                return inactive
+            # A revoked family takes its refresh tokens with it, but its access tokens
+            # only when they were revoked themselves: with reuse_revokes_access_tokens
+            # false they stay valid at the resource (validate_access), so they must
+            # stay active here too.
+            if refresh is not None and family.revoked_at is not None:
                 return inactive
             if refresh is not None:
                 record = RefreshRecord.from_json(refresh)

@@ -87,6 +87,13 @@ class SQLiteStore:
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[_SQLiteTransaction]:
         db = self._connection()
+        if db.in_transaction:
+            # Nested on this thread (the clock reads its offset inside a rotation):
+            # join the outer transaction, as the memory store's re-entrant lock
+            # does. A second BEGIN would fail, and a second connection would wait
+            # on our own write lock.
+            yield _SQLiteTransaction(db)
+            return
         db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield _SQLiteTransaction(db)
@@ -115,3 +122,6 @@ class SQLiteStore:
                 "DELETE FROM records WHERE kind = ?", [(k,) for k in drop]
             )
             tx._db.execute("DELETE FROM events")
+            # Restart numbering at 1 as the memory store does; AUTOINCREMENT would
+            # otherwise go on from the highest seq ever handed out.
+            tx._db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")

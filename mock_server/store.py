@@ -52,10 +52,21 @@ class _MemoryTransaction:
     def put(self, kind: str, key: str, value: Any, family: str | None = None) -> None:
         self._store._data[kind][key] = copy.deepcopy(value)
         if family is not None:
+            # A key belongs to one family at a time, as in the SQLite store's row.
+            self._unindex(kind, key)
             self._store._families.setdefault((kind, family), set()).add(key)
+            self._store._family_of[(kind, key)] = family
 
     def delete(self, kind: str, key: str) -> None:
         self._store._data[kind].pop(key, None)
+        # Otherwise a later put of the key without a family would reappear in
+        # by_family of the old one (the SQLite store drops the row and its family).
+        self._unindex(kind, key)
+
+    def _unindex(self, kind: str, key: str) -> None:
+        family = self._store._family_of.pop((kind, key), None)
+        if family is not None:
+            self._store._families[(kind, family)].discard(key)
 
     def by_family(self, kind: str, family: str) -> list[Any]:
         keys = self._store._families.get((kind, family), set())
@@ -73,6 +84,7 @@ class MemoryStore:
         self._lock = threading.RLock()
         self._data: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
         self._families: dict[tuple[str, str], set[str]] = {}
+        self._family_of: dict[tuple[str, str], str] = {}
         self._events: list[dict[str, Any]] = []
 
     @contextmanager
@@ -83,12 +95,14 @@ class MemoryStore:
     def append_event(self, event: dict[str, Any]) -> int:
         with self._lock:
             seq = len(self._events) + 1
-            self._events.append({**event, "seq": seq})
+            # Deep copies, like get(): the SQLite store keeps events as JSON text, so
+            # neither the caller's dict nor a returned one can change a stored event.
+            self._events.append(copy.deepcopy({**event, "seq": seq}))
             return seq
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(e) for e in self._events[since:]]
+            return copy.deepcopy(self._events[since:])
 
     def clear(self, keep: tuple[str, ...] = ()) -> None:
         with self._lock:
@@ -97,5 +111,8 @@ class MemoryStore:
                     self._data[kind].clear()
             self._families = {
                 key: keys for key, keys in self._families.items() if key[0] in keep
+            }
+            self._family_of = {
+                key: fam for key, fam in self._family_of.items() if key[0] in keep
             }
             self._events.clear()
