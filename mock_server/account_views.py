@@ -31,7 +31,8 @@ def _error(status: int, code: str, message: str):
 def _body() -> dict[str, Any] | None:
     try:
         body = json.loads(request.get_data(cache=True) or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: hostile nesting must be a 400, not a 500.
         return None
     return body if isinstance(body, dict) else None
 

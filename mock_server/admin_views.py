@@ -22,13 +22,19 @@ __all__ = ["admin"]
 
 admin = Blueprint("admin", __name__, url_prefix="/admin")
 
+MAX_OFFSET_SECONDS = 100 * 365 * 24 * 3600
+
 ENDPOINTS = {
     "GET /admin": "this index",
-    "POST /admin/reset": "forget grants, tokens, events, faults, broken modes, clock",
+    "POST /admin/reset": (
+        "forget grants, tokens, events, faults, broken modes, grant-type "
+        "restrictions, clock"
+    ),
     "GET /admin/clock": "the server's now and clock offset",
     "POST /admin/clock": '{"advance_seconds": N} or {"offset_seconds": N}',
     "GET /admin/clients": "clients, with the credentials made at start",
     "PUT /admin/clients/<client_id>/policy": "a policy or app-integration object",
+    "GET|PUT /admin/clients/<client_id>/grant-types": '{"grant_types": [...]}',
     "POST /admin/grants": '{"client_id", "scope", "user"} mints a grant, no browser',
     "GET /admin/families/<family_id>": "a family's lineage, by fingerprint",
     "GET /admin/events?since=N": "events as JSON",
@@ -41,20 +47,31 @@ ENDPOINTS = {
 def _body() -> dict[str, Any]:
     try:
         body = json.loads(request.get_data(cache=True) or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: hostile nesting such as 60,000 "[" must be a 400, not a 500.
         raise InvalidRequest("The body must be a JSON object.") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return body
 
 
-def _number(body: dict[str, Any], name: str) -> float:
+def _number(
+    body: dict[str, Any], name: str, low: float = -math.inf, high: float = math.inf
+) -> float:
     value = body[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequest(f"{name} must be a number, got {json.dumps(value)}.")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        # A JSON integer with hundreds of digits does not fit a float.
+        number = math.inf
+    if not math.isfinite(number):
         raise InvalidRequest(f"{name} must be finite.")
-    return float(value)
+    if not low <= number <= high:
+        allowed = f"{low:g} or more" if high == math.inf else f"{low:g} to {high:g}"
+        raise InvalidRequest(f"{name} is {number:g}; allowed: {allowed}.")
+    return number
 
 
 @admin.get("")
@@ -84,10 +101,20 @@ def clock():
 def move_clock():
     server = current_server()
     body = _body()
+    # Offsets are bounded so that now() stays a finite number a client can parse.
     if "advance_seconds" in body:
-        server.clock.advance(_number(body, "advance_seconds"))
+        step = _number(body, "advance_seconds", -MAX_OFFSET_SECONDS, MAX_OFFSET_SECONDS)
+        offset = server.clock.offset() + step
+        if abs(offset) > MAX_OFFSET_SECONDS:
+            raise InvalidRequest(
+                f"The clock offset would be {offset:g} s; allowed: "
+                f"{-MAX_OFFSET_SECONDS:g} to {MAX_OFFSET_SECONDS:g}."
+            )
+        server.clock.advance(step)
     elif "offset_seconds" in body:
-        server.clock.set_offset(_number(body, "offset_seconds"))
+        server.clock.set_offset(
+            _number(body, "offset_seconds", -MAX_OFFSET_SECONDS, MAX_OFFSET_SECONDS)
+        )
     else:
         raise InvalidRequest("Give advance_seconds or offset_seconds.")
     return json_response({"now": server.clock.now(), "offset": server.clock.offset()})
@@ -130,6 +157,31 @@ def set_policy(client_id: str):
     return json_response(
         {"client_id": client_id, "token_access_policy": policy.to_json()}
     )
+
+
+@admin.get("/clients/<client_id>/grant-types")
+def grant_types(client_id: str):
+    server = current_server()
+    if server.client(client_id) is None:
+        raise InvalidRequest(f"Unknown client {client_id!r}.")
+    return json_response(
+        {"client_id": client_id, "grant_types": server.grant_types(client_id)}
+    )
+
+
+@admin.put("/clients/<client_id>/grant-types")
+def set_grant_types(client_id: str):
+    server = current_server()
+    if server.client(client_id) is None:
+        raise InvalidRequest(f"Unknown client {client_id!r}.")
+    wanted = _body().get("grant_types")
+    if not isinstance(wanted, list) or not all(isinstance(t, str) for t in wanted):
+        raise InvalidRequest("grant_types must be a list of names.")
+    try:
+        server.set_grant_types(client_id, wanted)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return grant_types(client_id)
 
 
 @admin.post("/grants")
@@ -202,9 +254,10 @@ def faults():
 @admin.post("/faults")
 def add_fault():
     body = _body()
+    # A negative delay would make time.sleep fail inside the token endpoint.
     for name in ("count", "delay_ms", "hang_seconds"):
         if name in body:
-            _number(body, name)
+            _number(body, name, low=0)
     try:
         current_server().add_fault(body)
     except ValueError as exc:

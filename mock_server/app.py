@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from .errors import InvalidClient, InvalidGrant, InvalidToken, OAuthError
 from .server import MockServer
 
-__all__ = ["create_app", "current_server", "json_response"]
+__all__ = ["create_app", "current_server", "error_text", "json_response"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,16 @@ DATABRICKS_INVALID = {
     "error": "invalid_request",
     "error_description": "Refresh token is invalid",
 }
+
+
+# RFC 6749 §5.2: error_description is limited to %x20-21 / %x23-5B / %x5D-7E.
+DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+
+
+def error_text(text: str) -> str:
+    """A description safe for an error response: messages may quote the request,
+    and the request may hold quotes, backslashes or any Unicode."""
+    return "".join(c if c in DESCRIPTION_CHARS else "?" for c in text)
 
 
 def current_server() -> MockServer:
@@ -41,6 +51,8 @@ def render_oauth_error(exc: OAuthError):
     """Turn any OAuthError into its RFC 6749 §5.2 / RFC 6750 §3 response."""
     server = current_server()
     status, body = exc.status, exc.body()
+    if "error_description" in body:
+        body["error_description"] = error_text(body["error_description"])
     client = g.get("client")
 
     # An unusable refresh token is answered in the shape the policy declares.

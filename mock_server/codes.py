@@ -76,4 +76,12 @@ def redeem_code(server: MockServer, client: Client, form: dict[str, str]) -> Tok
             raise InvalidGrant("code_verifier is missing.", reason="pkce_missing")
         if not hmac.compare_digest(s256(verifier), record.code_challenge):
             raise InvalidGrant("code_verifier does not match.", reason="pkce_mismatch")
+    elif form.get("code_verifier") is not None:
+        # RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a
+        # PKCE downgrade attempt and must be refused.
+        raise InvalidGrant(
+            "code_verifier was sent but the authorization request had no "
+            "code_challenge.",
+            reason="pkce_downgrade",
+        )
     return server.authority.start_grant(client, record.user, record.scope)

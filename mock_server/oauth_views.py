@@ -3,12 +3,13 @@ protected resource, at the root and at Databricks' paths."""
 
 from __future__ import annotations
 
+import math
 import time
 from urllib.parse import urlencode, urlsplit
 
 from flask import Blueprint, g, redirect, request
 
-from .app import current_server, json_response
+from .app import current_server, error_text, json_response
 from .codes import issue_code, redeem_code
 from .errors import (
     InvalidClient,
@@ -16,9 +17,11 @@ from .errors import (
     InvalidToken,
     OAuthError,
     ServerError,
+    UnauthorizedClient,
     UnsupportedGrantType,
 )
 from .forms import authenticate_client, read_form
+from .server import GRANT_TYPES
 from .tokens import fingerprint
 
 __all__ = ["oauth"]
@@ -46,7 +49,7 @@ def _metadata(prefix: str) -> dict:
         "revocation_endpoint": base + "/revoke",
         "introspection_endpoint": base + "/introspect",
         "response_types_supported": ["code"],
-        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "grant_types_supported": list(GRANT_TYPES),
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS[:2],
@@ -144,7 +147,9 @@ def authorize():
         return _redirect_with(
             uri,
             error="invalid_scope",
-            error_description="Scope not allowed for this client: " + " ".join(extra),
+            error_description=error_text(
+                "Scope not allowed for this client: " + " ".join(extra)
+            ),
             state=state,
         )
 
@@ -156,6 +161,18 @@ def authorize():
 
 
 # ---------------------------------------------------------------------- token
+
+
+def _bounded(value, limit: float) -> float:
+    # Faults can be armed in-process without the admin API's checks; a negative or
+    # non-numeric wait must not turn into a 500 from time.sleep.
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    if math.isnan(seconds):
+        return 0.0
+    return min(max(seconds, 0.0), limit)
 
 
 def _apply_response_faults(server, body: dict, client_id: str) -> dict:
@@ -194,10 +211,17 @@ def token():
         raise
     client = g.client = auth.client
     event.update(client_id=client.client_id, auth_method=auth.method)
+    if grant_type in GRANT_TYPES and grant_type not in server.grant_types(
+        client.client_id
+    ):
+        raise UnauthorizedClient(
+            f"This client may not use grant_type {grant_type}.",
+            reason="grant_type_not_allowed",
+        )
 
     delay = server.take_fault("delay", client.client_id)
     if delay:
-        time.sleep(min(float(delay.get("delay_ms", 1000)), 60_000) / 1000)
+        time.sleep(_bounded(delay.get("delay_ms", 1000), 60_000) / 1000)
     if server.take_fault("http_500", client.client_id):
         raise ServerError("Injected fault: the server failed.", reason="fault_http_500")
 
@@ -225,7 +249,7 @@ def token():
     dropped = server.take_fault("drop_response_after_commit", client.client_id)
     if dropped:
         event["fault"] = "drop_response_after_commit"
-        time.sleep(min(float(dropped.get("hang_seconds", 0)), 120))
+        time.sleep(_bounded(dropped.get("hang_seconds", 0), 120))
         return json_response(
             {
                 "error": "temporarily_unavailable",

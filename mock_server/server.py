@@ -20,13 +20,15 @@ from .rotation import TokenAuthority
 from .store import MemoryStore, Store
 from .tokens import token_hash
 
-__all__ = ["MockServer", "Credentials"]
+__all__ = ["MockServer", "Credentials", "GRANT_TYPES"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_USER = "user@example.com"
 DEFAULT_ACCOUNT = "00000000-0000-4000-8000-000000000000"
 CREDENTIALS_SETTING = "default_credentials"
+GRANT_TYPES_SETTING = "grant_type_restrictions"
+GRANT_TYPES = ("authorization_code", "refresh_token")
 
 
 @dataclass(frozen=True)
@@ -164,11 +166,17 @@ class MockServer:
         return frozenset(self.setting(BROKEN_MODES_SETTING, []))
 
     def add_fault(self, fault: dict[str, Any]) -> None:
-        if fault.get("kind") not in FAULT_KINDS:
+        kind = fault.get("kind")
+        # Check the type first: a list or object as kind is unhashable and would
+        # make the membership test itself fail.
+        if not isinstance(kind, str) or kind not in FAULT_KINDS:
             raise ValueError(
-                f"unknown fault kind {fault.get('kind')!r}; known: "
-                + ", ".join(FAULT_KINDS)
+                f"unknown fault kind {kind!r}; known: " + ", ".join(FAULT_KINDS)
             )
+        if fault.get("client_id") is not None and not isinstance(
+            fault["client_id"], str
+        ):
+            raise ValueError(f"client_id must be a string, got {fault['client_id']!r}")
         with self.store.transaction() as tx:
             faults = tx.get("settings", FAULTS_SETTING) or []
             faults.append(fault)
@@ -180,6 +188,10 @@ class MockServer:
 
     def take_fault(self, kind: str, client_id: str | None) -> dict[str, Any] | None:
         """Use up one firing of a matching fault, if one is armed."""
+        # A token request asks for six kinds of fault and almost never meets one:
+        # look first without the write lock, which SQLite serializes across threads.
+        if not any(f.get("kind") == kind for f in self.setting(FAULTS_SETTING, [])):
+            return None
         with self.store.transaction() as tx:
             faults = tx.get("settings", FAULTS_SETTING) or []
             for fault in faults:
@@ -195,9 +207,30 @@ class MockServer:
                 return fault
         return None
 
+    def set_grant_types(self, client_id: str, grant_types: list[str]) -> None:
+        """Allow a client only these grant types, until the next reset.
+
+        The admin hook for STD-RT-16: a grant type the server supports but the
+        client is not allowed is answered ``unauthorized_client``.
+        """
+        unknown = sorted(set(grant_types) - set(GRANT_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown grant type {unknown[0]!r}; known: {', '.join(GRANT_TYPES)}"
+            )
+        with self.store.transaction() as tx:
+            restrictions = tx.get("settings", GRANT_TYPES_SETTING) or {}
+            restrictions[client_id] = sorted(set(grant_types))
+            tx.put("settings", GRANT_TYPES_SETTING, restrictions)
+
+    def grant_types(self, client_id: str) -> list[str]:
+        """The grant types a client may use; all supported ones unless restricted."""
+        restrictions = self.setting(GRANT_TYPES_SETTING, {})
+        return restrictions.get(client_id, list(GRANT_TYPES))
+
     def reset(self) -> None:
-        """Forget every grant, token, event, fault, broken mode and clock offset;
-        keep the clients."""
+        """Forget every grant, token, event, fault, broken mode, grant-type
+        restriction and clock offset; keep the clients."""
         self.store.clear(keep=("client",))
         with self.store.transaction() as tx:
             tx.put(
