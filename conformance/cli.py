@@ -69,7 +69,9 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--workers", help="run scenarios in parallel (pytest-xdist), e.g. auto"
     )
-    parser.add_argument("-k", dest="keyword", help="only scenarios matching (pytest -k)")
+    parser.add_argument(
+        "-k", dest="keyword", help="only scenarios matching (pytest -k)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -110,7 +112,9 @@ def run_pytest(argv: list[str], out: Path) -> int:
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
         return EXIT_USAGE
     if not summary.exists():
-        print(f"rotcert: no summary was written ({summary}); see above.", file=sys.stderr)
+        print(
+            f"rotcert: no summary was written ({summary}); see above.", file=sys.stderr
+        )
         return EXIT_USAGE
     verdicts = json.loads(summary.read_text())["verdicts"]
     print()

@@ -165,6 +165,11 @@ class ServerScenario:
         self.record.simulated_s = self.elapsed
         self.step(f"let {human(seconds)} pass" + (f" ({why})" if why else ""))
 
+    def outlast_grace(self) -> None:
+        """Replays inside a declared grace period are tolerated; step past it."""
+        if self.policy.grace > 0:
+            self.advance(self.policy.grace + 1, "past the declared grace period")
+
     # ------------------------------------------------------------ expectations
 
     def _what_happened(self, reply: Reply) -> str:

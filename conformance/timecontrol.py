@@ -53,7 +53,10 @@ class FrozenTime:
 
     def begin(self) -> None:
         start = dt.datetime.now(dt.timezone.utc)
-        self._freezer = freeze_time(start, tick=False)
+        # The test runner and reporters keep real time: durations stay true.
+        self._freezer = freeze_time(
+            start, tick=False, ignore=["_pytest", "pytest_html", "xdist", "execnet"]
+        )
         self._frozen = self._freezer.start()
 
     def end(self) -> None:

@@ -14,7 +14,7 @@ EXTRA_SCOPE = "rotcert-never-granted"
     id="S-CLIENT-01",
     requirement="STD-RT-19",
     profiles=("rfc9700", "oauth21"),
-    catches=(),
+    catches=("wrong_error_code",),
 )
 def test_token_of_another_client_is_rejected_and_not_consumed(
     server_scenario: ServerScenario,

@@ -79,6 +79,12 @@ def test_parallel_refreshes_have_one_winner(server_scenario: ServerScenario):
         family.lineage.consumed(family.refresh_token, s.elapsed)
         if not winners:
             s.fail("STD-RT-33", f"round {round_}: no parallel refresh succeeded")
+        if family.refresh_token in successors:
+            s.fail(
+                "STD-RT-33",
+                f"round {round_}: a winner got the presented token back instead of "
+                "a successor",
+            )
         if same_successor_grace and len(successors) > 1:
             s.fail(
                 "K24",

@@ -97,6 +97,7 @@ def test_consumed_token_is_rejected(server_scenario: ServerScenario):
     first = family.refresh_token
     s.rotate(family)
 
+    s.outlast_grace()
     reply = s.refresh(first, step="present the consumed generation-0 token again")
     s.expect_declared_error(reply, "the consumed token", "STD-RT-34")
     family.lineage.rejected(first, s.elapsed, reply.error or "")
