@@ -85,7 +85,7 @@ def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
         "-c",
         str(ini),
         "--rootdir",
-        str(out),
+        str(Path(__file__).parent.parent),
         "-p",
         "no:cacheprovider",
         "--rotcert-enable",

@@ -221,7 +221,8 @@ class RotcertSession:
             doc = (getattr(item, "obj", None).__doc__ or "").strip()
             item.stash[RECORD] = ScenarioRecord(
                 scenario_id=scenario_id,
-                title=doc.splitlines()[0] if doc else item.name,
+                # The docstring's first paragraph, however it is wrapped.
+                title=" ".join(doc.split("\n\n")[0].split()) if doc else item.name,
                 requirement=meta["requirement"],
                 profiles=list(meta.get("profiles", ())),
                 catches=list(meta.get("catches", ())),

@@ -199,6 +199,12 @@ def mint_grant():
         scopes = scope.split()
     else:
         raise InvalidRequest("scope must be a space-separated string.")
+    # The same rule as /authorize: a grant never holds a scope the client lacks.
+    extra = sorted(set(scopes) - set(client.scopes))
+    if extra:
+        raise InvalidRequest(
+            "Scope not allowed for this client: " + " ".join(extra) + "."
+        )
     user = body.get("user", server.user)
     if not isinstance(user, str):
         raise InvalidRequest("user must be a string.")

@@ -220,10 +220,17 @@ def test_mint_grant_without_a_browser(http, mock):
 
 @pytest.mark.parametrize(
     "body",
-    [{"client_id": "nobody"}, {"scope": ["a"]}, {"user": 5}, {"client_id": ["x"]}],
+    [
+        {"client_id": "nobody"},
+        {"scope": ["a"]},
+        {"scope": "all-apis admin"},
+        {"user": 5},
+        {"client_id": ["x"]},
+    ],
 )
 def test_mint_grant_bad_input_is_400(http, body):
-    """Admin API: unknown clients and wrongly typed fields are 400."""
+    """Admin API: unknown clients, scopes the client lacks and wrongly typed
+    fields are 400."""
     assert_error(http.post("/admin/grants", json=body), 400, "invalid_request")
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import werkzeug.test  # noqa: F401
 
 # Imported here, once, so that pytester's in-process runs (which drop modules
 # first imported inside them) share one copy of requests and werkzeug.
 import conformance.session  # noqa: F401
-import werkzeug.test  # noqa: F401
 from conformance.plugin import SCENARIOS_DIR
 from mock_server.broken import BROKEN_MODES
 
