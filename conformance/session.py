@@ -286,6 +286,15 @@ class RotcertSession:
             return self._target.describe()
         return {"declared_policy": self.integration.policy.to_json()}
 
+    def pytest_html_report_title(self, report) -> None:
+        # Called before the first scenario builds the target: name it from options.
+        name = (
+            options.option(self.config, "issuer")
+            or options.option(self.config, "token-endpoint")
+            or "the embedded mock server"
+        )
+        report.title = f"rotcert certification of {name}"
+
     def pytest_html_results_summary(self, prefix, summary, postfix, session) -> None:
         prefix.append(
             verdict_html([v.to_json() for v in self.verdicts()], self.describe_target())
