@@ -29,6 +29,9 @@ from werkzeug.test import Client as WerkzeugClient
 
 from .redact import SECRET_FIELDS, Redactor
 
+# How far past --rotcert-timeout a slow answer may run before it is abandoned.
+DEADLINE_SLACK_SECONDS = 0.5
+
 __all__ = [
     "MAX_SHOWN_CHARS",
     "Exchange",
@@ -307,18 +310,48 @@ class HttpClient:
     def _send(
         self, prepared: requests.PreparedRequest, timeout: float
     ) -> tuple[requests.Response, bytes, bool]:
+        """Send and read the whole answer within ``timeout`` seconds in total.
+
+        requests' own timeout bounds each read, not the answer: a server that
+        drips one byte a second would hold a scenario for as long as it likes.
+        """
         settings = self.session.merge_environment_settings(
             prepared.url, {}, None, None, None
         )
         settings.pop("stream", None)
-        response = self.session.send(
-            prepared, timeout=timeout, allow_redirects=False, stream=True, **settings
-        )
-        try:
-            body, cut = _read_capped(response)
-        finally:
-            response.close()
-        return response, body, cut
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def exchange() -> None:
+            try:
+                response = self.session.send(
+                    prepared,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    stream=True,
+                    **settings,
+                )
+                box["response"] = response
+                try:
+                    box["answer"] = (response, *_read_capped(response))
+                finally:
+                    response.close()
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=exchange, daemon=True)
+        worker.start()
+        if not done.wait(timeout + DEADLINE_SLACK_SECONDS):
+            # Leave the reader to finish on its own (it is a daemon): closing the
+            # response here would wait on the very read that is too slow.
+            raise requests.exceptions.ReadTimeout(
+                f"the whole answer did not arrive within {timeout:g} s"
+            )
+        if "error" in box:
+            raise box["error"]
+        return box["answer"]
 
     def _answered(
         self,

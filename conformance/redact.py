@@ -66,8 +66,8 @@ _AUTH_TEXT = re.compile(
 )
 
 
-def is_fingerprint(value: str) -> bool:
-    return _FINGERPRINT.fullmatch(value) is not None
+def is_fingerprint(value: object) -> bool:
+    return isinstance(value, str) and _FINGERPRINT.fullmatch(value) is not None
 
 
 def _spellings(secret: str) -> set[str]:
@@ -94,6 +94,9 @@ class Redactor:
 
     def add(self, secret: str | None, label: str | None = None) -> None:
         """Register a secret; None, fingerprints and short values are ignored."""
+        if isinstance(secret, int) and not isinstance(secret, bool):
+            # A server that sends a token as a JSON number still sent a token.
+            secret = str(secret)
         if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
             return
         if is_fingerprint(secret):
@@ -139,6 +142,9 @@ class Redactor:
             value = value if isinstance(value, str) else str(value)
             if name.lower() in AUTHORIZATION_HEADERS:
                 redacted[name] = self.redact_authorization(value)
+            elif name.lower() in ("cookie", "set-cookie"):
+                # Servers put sessions and even tokens in cookies: never show one.
+                redacted[name] = self._fingerprint_value(value)
             else:
                 redacted[name] = self.redact(value)
         return redacted

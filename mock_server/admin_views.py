@@ -233,7 +233,8 @@ def family(family_id: str):
 
 def _since() -> int:
     try:
-        return max(0, int(request.args.get("since", 0)))
+        # Clamped: SQLite integers stop at 2**63 - 1.
+        return min(max(0, int(request.args.get("since", 0))), 2**62)
     except ValueError:
         raise InvalidRequest("since must be an integer.") from None
 

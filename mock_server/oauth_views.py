@@ -90,10 +90,17 @@ def databricks_config():
 
 
 def _redirect_allowed(uri: str, registered: list[str]) -> bool:
+    # No fragment (RFC 6749 §3.1.2) and nothing that cannot go in a header.
+    if "#" in uri or any(ord(c) < 0x21 or ord(c) > 0x7E for c in uri):
+        return False
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises on a port that is not a number or too big
+    except ValueError:
+        return False
     if uri in registered:
         return True
     # Native and CLI clients listen on a loopback port chosen at run time.
-    parts = urlsplit(uri)
     return parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
 
 
@@ -109,6 +116,11 @@ def authorize():
     server = current_server()
     params = request.values
     g.event = {"endpoint": "authorize", "client_id": params.get("client_id")}
+    repeated = sorted(name for name in params if len(params.getlist(name)) > 1)
+    if repeated:
+        raise InvalidRequest(
+            f"Parameter {repeated[0]} is repeated.", reason="repeated_parameter"
+        )
 
     client = server.client(params.get("client_id", ""))
     if client is None:

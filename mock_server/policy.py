@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 MINUTE = 60
+MAX_POLICY_BYTES = 1024 * 1024
 TEN_YEARS_MINUTES = 10 * 365 * 24 * 60
 SHOWN_LIMIT = 80
 
@@ -349,6 +350,14 @@ def load_policy_file(path: str | Path) -> AppIntegration:
     """Read a policy file, turning every way it can be wrong into a PolicyError."""
     path = Path(path)
     try:
+        # Only a regular file of sane size: /dev/zero or a FIFO would never end.
+        if path.exists() and not path.is_file():
+            raise PolicyError(f"policy file {str(path)!r} is not a regular file.")
+        if path.is_file() and path.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(
+                f"policy file {str(path)!r} is larger than "
+                f"{MAX_POLICY_BYTES // 1024 // 1024} MiB; a policy is a few lines."
+            )
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise PolicyError(

@@ -242,6 +242,17 @@ def test_unknown_family_is_400(http):
 # ---------------------------------------------------------------------- events
 
 
+def test_events_since_beyond_sqlite_integers_is_not_a_500(tmp_path):
+    """Admin API: a huge since is clamped, on SQLite too (no OverflowError)."""
+    from mock_server import SQLiteStore, create_app
+
+    client = create_app(MockServer(store=SQLiteStore(tmp_path / "e.db"))).test_client()
+
+    for path in ("/admin/events", "/admin/events.jsonl"):
+        response = client.get(path + "?since=9223372036854775808")
+        assert response.status_code == 200
+
+
 def test_events_as_json_and_jsonl(http, mock):
     """Admin API: events come as JSON (with since) and as JSON Lines."""
     grant = http.post("/admin/grants", json={}).get_json()

@@ -285,6 +285,32 @@ def test_timeout_is_diagnosed(server, redactor):
     )
 
 
+def test_slow_drip_is_cut_off_at_the_timeout(server, redactor):
+    """Issue 3 (every request has a timeout): a server that drips its answer a
+    byte at a time is abandoned after the timeout in total, not per read."""
+
+    def drip(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", "100000")
+        handler.end_headers()
+        for _ in range(60):
+            if server.release.wait(timeout=0.1):
+                return
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+
+    server.routes["/token"] = drip
+    started = time.monotonic()
+
+    with HttpClient(redactor, timeout=0.5) as http:
+        reply = http.post_form(server.url + "/token", {"grant_type": "x"})
+
+    assert time.monotonic() - started < 2.5
+    assert reply.status is None
+    assert "0.5 s" in reply.diagnosis
+
+
 def test_connection_closed_without_answer_is_diagnosed(server, client):
     """A server that hangs up mid-request is reported, not raised."""
 

@@ -214,6 +214,36 @@ def test_unregistered_redirect_uri_is_refused_without_redirect(http):
     assert "Location" not in response.headers
 
 
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://127.0.0.1/#frag",
+        "http://127.0.0.1:99999/cb",
+        "http://127.0.0.1:abc/cb",
+        "http://[::1",
+        "http://127.0.0.1/\r\nX-Injected: 1",
+    ],
+)
+def test_malformed_redirect_uri_is_refused_before_a_code(http, mock, uri):
+    """RFC 6749 §3.1.2: a redirect URI with a fragment, a bad port or control
+    characters is a 400, and no code is issued."""
+    response = authorize(http, redirect_uri=uri)
+
+    assert_error(response, 400, "invalid_request")
+    with mock.store.transaction(write=False) as tx:
+        assert tx.all("code") == []
+
+
+def test_repeated_authorize_parameter_is_refused(http):
+    """RFC 6749 §3.1: a repeated parameter is invalid_request, not first-wins."""
+    response = http.get(
+        "/authorize?client_id=rotcert-public&client_id=rotcert-client"
+        "&response_type=code&redirect_uri=" + CALLBACK
+    )
+
+    assert_error(response, 400, "invalid_request")
+
+
 def test_public_client_without_pkce_is_refused(http):
     """RFC 9700 §2.1.1: a public client must send a code_challenge."""
     params = redirect_params(authorize(http, code_challenge=""))

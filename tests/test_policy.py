@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -452,7 +453,16 @@ def test_directory_as_policy_file_is_refused(tmp_path):
     with pytest.raises(PolicyError) as info:
         load_policy_file(tmp_path)
 
-    assert f"cannot read policy file {str(tmp_path)!r}" in str(info.value)
+    assert f"policy file {str(tmp_path)!r} is not a regular file" in str(info.value)
+
+
+def test_fifo_as_policy_file_is_refused_without_blocking(tmp_path):
+    """DESIGN policy: a FIFO (or /dev/zero) is refused, never read forever."""
+    fifo = tmp_path / "policy.json"
+    os.mkfifo(fifo)
+
+    with pytest.raises(PolicyError, match="is not a regular file"):
+        load_policy_file(fifo)
 
 
 def test_non_utf8_policy_file_is_refused(tmp_path):
@@ -514,10 +524,9 @@ def test_integer_with_too_many_digits_in_a_file_is_a_policy_error(tmp_path):
 def test_five_megabyte_value_is_refused_with_a_short_message(tmp_path):
     """DESIGN policy: a 5 MB field value is refused and not echoed in full."""
     huge = "x" * (5 * 1024 * 1024)
-    path = write(tmp_path, json.dumps({"grace_response": huge}))
 
     with pytest.raises(PolicyError) as info:
-        load_policy_file(path)
+        load_policy({"grace_response": huge})
 
     message = str(info.value)
     assert "'grace_response'" in message
@@ -525,9 +534,18 @@ def test_five_megabyte_value_is_refused_with_a_short_message(tmp_path):
     assert len(message) < 1000
 
 
-def test_five_megabyte_integration_with_long_notes_loads(tmp_path):
-    """DESIGN policy: a large but valid app-integration file still loads."""
+def test_policy_file_over_a_megabyte_is_refused(tmp_path):
+    """DESIGN policy: a file over 1 MiB is refused before it is read."""
     document = {**DATABRICKS_EXAMPLE, "notes": "n" * (5 * 1024 * 1024)}
+    path = write(tmp_path, json.dumps(document))
+
+    with pytest.raises(PolicyError, match="larger than 1 MiB"):
+        load_policy_file(path)
+
+
+def test_large_policy_file_under_the_cap_loads(tmp_path):
+    """DESIGN policy: a long but valid app-integration file still loads."""
+    document = {**DATABRICKS_EXAMPLE, "notes": "n" * (512 * 1024)}
     path = write(tmp_path, json.dumps(document))
 
     assert load_policy_file(path).policy == load_policy(DATABRICKS_EXAMPLE)
