@@ -33,8 +33,12 @@ SERVER_PROFILES = {
 }
 
 CLIENT_PROFILES = {
-    "single-use-client": "copes with strict single-use rotation",
-    "databricks-client": "copes with Databricks' single-use tokens and errors",
+    "single-use-client": "copes with single-use refresh tokens, strict and with a "
+    "30 s grace period: RFC 6749 §6, RFC 9700 §4.14.2 and OAuth 2.1 client duties",
+    "databricks-client": "copes with Databricks' single-use refresh tokens: strict "
+    "rotation, an absolute session lifetime, invalid_request for a dead token",
+    "recorded-client": "a recording of the client (rotcert audit) breaks none of "
+    "the rules a recording can judge",
 }
 
 NOT_APPLICABLE = "not applicable: "
