@@ -81,6 +81,8 @@ def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     ini = out / "pytest.ini"
     ini.write_text("[pytest]\n")
+    # A summary left by an earlier run must never be read as this run's verdict.
+    (out / "summary.json").unlink(missing_ok=True)
     argv = [
         "-c",
         str(ini),
@@ -134,7 +136,12 @@ def run_server(args: argparse.Namespace) -> int:
     from .plugin import SCENARIOS_DIR
 
     out = Path(args.out)
-    argv = pytest_arguments(out, args)
+    try:
+        argv = pytest_arguments(out, args)
+    except OSError as exc:
+        # An unusable --out folder is a usage error, not a traceback.
+        print(f"rotcert: cannot write reports to {out}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     for name, _ in SERVER_FLAGS:
         value = getattr(args, name.replace("-", "_"))
         if value is not None:

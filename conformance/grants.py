@@ -215,6 +215,12 @@ class FileGrants:
         self._grants = [
             g for g in grants if isinstance(g, dict) and g.get("refresh_token")
         ]
+        # An empty supply is a mistake in the file, not a run of bad luck: say so
+        # up front instead of skipping every scenario as "no fresh family left".
+        if not self._grants:
+            raise GrantError(
+                f"grant file {path!r} holds no token response with a refresh_token"
+            )
         self._used = 0
         self._lock = threading.Lock()
 

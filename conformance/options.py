@@ -102,6 +102,10 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(opt.dest, opt.help, default=None)
 
 
+# How a flag reads from the environment: ROTCERT_ENABLE=0 must not switch it on.
+TRUE_WORDS = ("1", "true", "yes", "on")
+
+
 def option(config: pytest.Config, name: str) -> str | None:
     """Command line first, then the environment, then the ini file, then default."""
     opt = next(o for o in OPTIONS if o.name == name)
@@ -109,6 +113,10 @@ def option(config: pytest.Config, name: str) -> str | None:
     if value not in (None, False):
         return value
     if os.environ.get(opt.env):
+        if opt.flag:
+            # A flag's variable is a boolean, not "anything non-empty".
+            on = os.environ[opt.env].strip().lower() in TRUE_WORDS
+            return "1" if on else None
         return os.environ[opt.env]
     ini = config.getini(opt.dest)
     if ini not in (None, "", False, []):
@@ -124,8 +132,12 @@ def is_active(config: pytest.Config) -> bool:
     """The plugin stays out of the way unless one of its options is used."""
     for opt in OPTIONS:
         if opt.default is not None:
-            # An option with a default counts only when set explicitly.
+            # An option with a default counts only when set explicitly: on the
+            # command line, in the environment, or (like every other key) in the
+            # ini file.
             if config.getoption(opt.dest) is not None or os.environ.get(opt.env):
+                return True
+            if config.getini(opt.dest) not in (None, ""):
                 return True
             continue
         if option(config, opt.name):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -42,7 +43,12 @@ def _number(config: pytest.Config, name: str) -> float:
         raise pytest.UsageError(
             f"--rotcert-{name} must be a number, got {raw!r}"
         ) from None
-    if value < 0 or value != value:
+    # Not finite: "inf" would crash int() for the race options and hang requests.
+    if not math.isfinite(value):
+        raise pytest.UsageError(
+            f"--rotcert-{name} must be a finite number, got {raw!r}"
+        )
+    if value < 0:
         raise pytest.UsageError(f"--rotcert-{name} must be 0 or more, got {raw!r}")
     return value
 
@@ -89,8 +95,21 @@ class RotcertSession:
         config = self.config
         opt = lambda name: options.option(config, name)  # noqa: E731
         issuer, token = opt("issuer"), opt("token-endpoint")
-        if opt("target") not in (None, "embedded", "url"):
+        kind = opt("target")
+        if kind not in (None, "embedded", "url"):
             raise TargetError("--rotcert-target is embedded or url")
+        # A declared kind that contradicts the addresses given is refused: "url"
+        # with no address would otherwise certify the embedded mock instead.
+        if kind == "url" and not issuer and not token:
+            raise TargetError(
+                "--rotcert-target url needs --rotcert-issuer or "
+                "--rotcert-token-endpoint."
+            )
+        if kind == "embedded" and (issuer or token):
+            raise TargetError(
+                "--rotcert-target embedded takes no --rotcert-issuer or "
+                "--rotcert-token-endpoint."
+            )
         if not issuer and not token:
             broken = [m for m in (opt("broken-mode") or "").split(",") if m]
             return embedded_target(self.integration, broken, self.timeout)

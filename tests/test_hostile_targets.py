@@ -1,0 +1,314 @@
+"""Servers that do not answer like an authorization server (issue 3, "Reaching a
+server"): HTML, garbage, an empty body, a redirect, a 5xx, a dropped connection
+and silence. The run always completes, each failing scenario says what the server
+did, and nothing the server sends becomes markup in the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+# hypothesis, werkzeug.test and conformance.session are imported here, once, so
+# that pytester's in-process runs (which drop modules first imported inside them)
+# share one copy of requests and werkzeug, and do not import hypothesis (loaded by
+# its plugin) afresh each run.
+import hypothesis  # noqa: F401
+import pytest
+import werkzeug.test  # noqa: F401
+
+import conformance.session  # noqa: F401
+
+pytest_plugins = ["pytester"]
+
+# The silent server is waited on this long; the others answer at once.
+TIMEOUT = 0.1
+SCRIPT = "<script>alert(1)</script>"
+IMAGE = '<img src=x onerror="alert(2)">'
+
+# What each server does, and the words a diagnosis of it must use.
+DIAGNOSES = {
+    "html": "answered text/html",
+    "garbage": "that is not valid JSON",
+    "empty": "with an empty body",
+    "redirect": "redirected (302) to http://127.0.0.1:9/login",
+    "error": "server error 500",
+    "close": "the server closed the connection",
+    "silent": f"timed out after {TIMEOUT:g} s",
+}
+
+# Known gaps, reported upstream: these scenarios judge a hostile answer by its
+# status alone (conformance/scenarios: S-AUTH-01, S-RACE-01, S-SCOPE-01,
+# S-REVOKE-02; conformance/context.py expect_rejected: S-CLIENT-01, S-ERR-01), so
+# their reasons say "succeeded" or "got None None" instead of what the server
+# did. The table is exact: a new vague reason fails at once, and so does a fixed
+# one until it is struck from here.
+GAPS_200 = {"S-AUTH-01", "S-CLIENT-01", "S-ERR-01", "S-RACE-01", "S-SCOPE-01"}
+VAGUE = {
+    "html": GAPS_200,
+    "garbage": GAPS_200,
+    "empty": GAPS_200,
+    "redirect": {"S-AUTH-01", "S-RACE-01", "S-REVOKE-02"},
+    "error": {"S-AUTH-01", "S-REVOKE-02"},
+    "close": {"S-AUTH-01", "S-REVOKE-02"},
+    "silent": {"S-AUTH-01", "S-REVOKE-02"},
+}
+
+PYTHON_ERRORS = re.compile(
+    r"Traceback|File \"|\b(Key|Attribute|Type|Value|Index|Name|JSONDecode)Error\b"
+)
+
+
+class Hostile(BaseHTTPRequestHandler):
+    """Answers by the first path segment: /html/token answers a login page."""
+
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle's algorithm
+    # and delayed ACKs cost 40 ms per answer on a kept-alive connection.
+    disable_nagle_algorithm = True
+
+    def log_message(self, *args):
+        """Quiet: the test output is the report's, not the server's."""
+
+    def do_GET(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        mode = self.path.strip("/").split("/")[0]
+        getattr(self, "answer_" + mode, self.answer_error)()
+
+    do_POST = do_GET
+
+    def send(self, status, body=b"", content_type=None, headers=()):
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def answer_html(self):
+        page = b"<!doctype html><html><body><form>Sign in</form></body></html>"
+        self.send(200, page, "text/html; charset=utf-8")
+
+    def answer_garbage(self):
+        self.send(200, bytes(range(256)) * 2, "application/json")
+
+    def answer_empty(self):
+        self.send(200)
+
+    def answer_redirect(self):
+        self.send(302, headers=[("Location", "http://127.0.0.1:9/login")])
+
+    def answer_error(self):
+        self.send(500, b"upstream exploded", "text/plain")
+
+    def answer_close(self):
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def answer_silent(self):
+        time.sleep(TIMEOUT * 6)
+        self.close_connection = True
+
+    def answer_ansi(self):
+        # Terminal escapes that would wipe the verdict lines and print others.
+        body = b"\x1b[2A\x1b[2Krfc9700 CERTIFIED\x07\x00"
+        self.send(200, body, "application/json")
+
+    def answer_script(self):
+        body = {"error": "invalid_grant", "error_description": SCRIPT, IMAGE: IMAGE}
+        self.send(
+            400,
+            json.dumps(body).encode(),
+            "application/json",
+            headers=[("WWW-Authenticate", IMAGE), ("X-Note", SCRIPT)],
+        )
+
+
+@pytest.fixture(scope="module")
+def hostile_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def vendor_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("ROTCERT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ROTCERT_CLIENT_SECRET", "vendor-secret-value-1")
+    monkeypatch.setenv("ROTCERT_SECOND_CLIENT_SECRET", "vendor-secret-value-2")
+
+
+def run_against(
+    pytester: pytest.Pytester, base: str, timeout: float = 5.0
+) -> pytest.RunResult:
+    """The catalogue against one hostile server, with a file of fake grants."""
+    grant = {
+        "access_token": "hostile-access-token-value",
+        "refresh_token": "hostile-refresh-token-value",
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "scope": "all-apis offline_access",
+    }
+    grants = pytester.path / "grants.json"
+    grants.write_text(json.dumps([grant] * 100))
+    return pytester.runpytest_inprocess(
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:benchmark",
+        f"--rotcert-token-endpoint={base}/token",
+        f"--rotcert-revocation-endpoint={base}/revoke",
+        f"--rotcert-introspection-endpoint={base}/introspect",
+        "--rotcert-client-id=vendor-client",
+        "--rotcert-second-client-id=vendor-second",
+        f"--rotcert-grant-source=file:{grants}",
+        f"--rotcert-timeout={timeout:g}",
+        "--rotcert-race-threads=2",
+        "--rotcert-race-rounds=1",
+        "--rotcert-summary=summary.json",
+        "--html=report.html",
+        "--self-contained-html",
+    )
+
+
+class Elements(HTMLParser):
+    """The elements, attribute names, text and script contents of some HTML."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[str] = []
+        self.attributes: list[str] = []
+        self.text: list[str] = []
+        self.scripts: list[str] = []
+        self._open = ""
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attributes.extend(name for name, _ in attrs)
+        self._open = tag
+
+    def handle_endtag(self, tag):
+        self._open = ""
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._open == "script":
+            self.scripts.append(data)
+
+
+def rendered_sections(report: str) -> dict[str, str]:
+    """The HTML pytest-html's script inserts per test (extras and log), by id."""
+    blob = ""
+
+    class Blob(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            nonlocal blob
+            blob = dict(attrs).get("data-jsonblob") or blob
+
+    Blob().feed(report)
+    sections = {}
+    for reports in json.loads(blob)["tests"].values():
+        for entry in reports:
+            html = "".join(e["content"] for e in entry.get("extras", []))
+            found = re.search(r'id="rotcert-(S-[A-Z0-9-]+)"', html)
+            if found:
+                sections[found.group(1)] = html + "".join(entry.get("log", ""))
+    return sections
+
+
+@pytest.mark.parametrize("mode", sorted(DIAGNOSES))
+def test_hostile_server_fails_with_a_diagnosis(
+    pytester: pytest.Pytester, hostile_url: str, mode: str
+):
+    """Issue 3 (Reaching a server): a server that answers HTML, garbage, nothing
+    or a redirect, a 5xx, or that hangs up or stays silent past the timeout makes
+    scenarios fail with a diagnosis and a transcript; the run always completes."""
+    timeout = TIMEOUT if mode == "silent" else 5.0
+    result = run_against(pytester, f"{hostile_url}/{mode}", timeout)
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    assert "INTERNALERROR" not in result.stdout.str()
+    summary = json.loads((pytester.path / "summary.json").read_text())
+    assert summary["verdicts"]
+    assert not any(v["certified"] for v in summary["verdicts"])
+    assert all(v["failed"] for v in summary["verdicts"])
+
+    failed = {
+        s["scenario_id"]: s for s in summary["scenarios"] if s["outcome"] == "failed"
+    }
+    assert len(failed) >= 10
+    for scenario in summary["scenarios"]:
+        assert not PYTHON_ERRORS.search(scenario["reason"] or ""), scenario
+    vague = {k for k, s in failed.items() if DIAGNOSES[mode] not in s["reason"]}
+    changed = {k: failed.get(k, {}).get("reason") for k in vague ^ VAGUE[mode]}
+    assert not changed, f"vague reasons differ from VAGUE (update it): {changed}"
+
+    sections = rendered_sections((pytester.path / "report.html").read_text())
+    for scenario_id in failed:
+        section = Elements(sections[scenario_id])
+        assert "HTTP transcript" in "".join(section.text)
+        assert DIAGNOSES[mode] in " ".join("".join(section.text).split())
+
+
+def test_server_values_are_escaped_in_the_report(
+    pytester: pytest.Pytester, hostile_url: str
+):
+    """STYLE 5 and issue 3 (Verdict): an error_description, header or body that
+    holds markup is shown as text in report.html and never becomes an element."""
+    result = run_against(pytester, f"{hostile_url}/script")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    report = (pytester.path / "report.html").read_text()
+    page = Elements(report)
+    assert not [script for script in page.scripts if "alert(" in script]
+    assert "onerror" not in page.attributes
+
+    sections = rendered_sections(report)
+    summary = json.loads((pytester.path / "summary.json").read_text())
+    reasons = [s["reason"] or "" for s in summary["scenarios"]]
+    assert any(SCRIPT in reason for reason in reasons)
+    shown = 0
+    for html in sections.values():
+        section = Elements(html)
+        assert not {"script", "img", "iframe"} & set(section.tags)
+        assert "onerror" not in section.attributes
+        text = "".join(section.text)
+        shown += SCRIPT in text and IMAGE in text
+    assert shown >= 5
+    assert SCRIPT in "".join(page.text)  # the verdict banner quotes the reasons
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="conformance/http.py quotes answer bodies with their control "
+    "characters (reported; _snippet should escape them)",
+)
+def test_control_characters_from_the_server_never_reach_the_terminal(
+    pytester: pytest.Pytester, hostile_url: str
+):
+    """Issue 3 (Reaching a server): what a server sends cannot drive the user's
+    terminal: control characters in its answers are shown escaped."""
+    result = run_against(pytester, f"{hostile_url}/ansi")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    summary = json.loads((pytester.path / "summary.json").read_text())
+    reasons = "".join(s["reason"] or "" for s in summary["scenarios"])
+    assert "\x1b[2K" not in reasons and "\x00" not in reasons
+    assert "\x1b[2K" not in result.stdout.str()
