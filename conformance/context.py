@@ -81,7 +81,8 @@ class ServerScenario:
         self.record.steps.append(when + text)
 
     def fail(self, requirement: str, text: str) -> None:
-        pytest.fail(f"{requirement}: {text}", pytrace=False)
+        # The scenario id leads, so a JUnit failure message names it too.
+        pytest.fail(f"[{self.record.scenario_id}] {requirement}: {text}", pytrace=False)
 
     # ---------------------------------------------------------------- families
 
@@ -93,6 +94,13 @@ class ServerScenario:
             if exc.exhausted:
                 cannot_check(str(exc))
             pytest.fail(f"could not mint a family: {exc}", pytrace=False)
+        for name in ("refresh_token", "access_token"):
+            if not isinstance(body.get(name), (str, type(None))):
+                self.fail(
+                    "STD-RT-10",
+                    f"the grant's {name} is a JSON {type(body[name]).__name__}, "
+                    "not a string",
+                )
         lineage = Lineage(label or f"family {len(self.families) + 1}")
         family = Family(
             refresh_token=body["refresh_token"],
@@ -147,6 +155,11 @@ class ServerScenario:
         family.lineage.consumed(presented, self.elapsed)
         family.access_token = body.get("access_token")
         new = body.get("refresh_token")
+        if new is not None and not isinstance(new, str):
+            self.fail(
+                "STD-RT-10",
+                f"refresh_token is a JSON {type(new).__name__}, not a string",
+            )
         if new and new != presented:
             family.generation += 1
             family.refresh_token = new
@@ -172,7 +185,9 @@ class ServerScenario:
 
     # ------------------------------------------------------------ expectations
 
-    def _what_happened(self, reply: Reply) -> str:
+    def what_happened(self, reply: Reply) -> str:
+        """The reply in a few words: its diagnosis, or status, error and
+        description."""
         if reply.diagnosis:
             return reply.diagnosis
         error = reply.error
@@ -180,6 +195,22 @@ class ServerScenario:
             desc = (reply.json or {}).get("error_description")
             return f"HTTP {reply.status} {error}" + (f" ({desc})" if desc else "")
         return f"HTTP {reply.status}"
+
+    @staticmethod
+    def succeeded(reply: Reply) -> bool:
+        """A real token response, not merely a 200 (a login page is a 200 too)."""
+        return (
+            reply.status == 200
+            and isinstance(reply.json, dict)
+            and bool(reply.json.get("access_token"))
+        )
+
+    @staticmethod
+    def oauth_error(reply: Reply) -> bool:
+        """A well-formed OAuth error: 4xx with a JSON error member."""
+        return (
+            reply.status is not None and 400 <= reply.status < 500 and bool(reply.error)
+        )
 
     def expect_ok(self, reply: Reply, what: str, requirement: str = "STD-RT-10"):
         if reply.status == 200 and isinstance(reply.json, dict):
@@ -189,15 +220,14 @@ class ServerScenario:
             self.fail(requirement, f"{what}: 200 without an access_token")
         self.fail(
             requirement,
-            f"expected {what} to succeed; the server answered "
-            + self._what_happened(reply),
+            f"expected {what} to succeed; got " + self.what_happened(reply),
         )
 
     def expect_rejected(self, reply: Reply, what: str, requirement: str) -> None:
         """Any well-formed OAuth error (4xx, JSON with an error member)."""
-        if reply.status is not None and 400 <= reply.status < 500 and reply.error:
+        if self.oauth_error(reply):
             return
-        if reply.status == 200:
+        if self.succeeded(reply):
             issued = (reply.json or {}).get("refresh_token")
             extra = f" and issued {fingerprint(issued)}" if issued else ""
             self.fail(
@@ -205,8 +235,8 @@ class ServerScenario:
             )
         self.fail(
             requirement,
-            f"expected {what} to be rejected with an OAuth error (4xx JSON); the "
-            "server answered " + self._what_happened(reply),
+            f"expected {what} to be rejected with an OAuth error (4xx JSON); got "
+            + self.what_happened(reply),
         )
 
     def expect_declared_error(self, reply: Reply, what: str, requirement: str) -> None:
@@ -221,14 +251,14 @@ class ServerScenario:
                     requirement,
                     f"{what}: the declared policy promises Databricks' error "
                     '(400/401 {"error":"invalid_request","error_description":'
-                    '"Refresh token is invalid"}); got ' + self._what_happened(reply),
+                    '"Refresh token is invalid"}); got ' + self.what_happened(reply),
                 )
             return
         if reply.status != 400 or body.get("error") != "invalid_grant":
             self.fail(
                 requirement,
                 f"{what}: RFC 6749 §5.2 requires 400 invalid_grant; got "
-                + self._what_happened(reply),
+                + self.what_happened(reply),
             )
 
     def expect_error(self, reply: Reply, status: int, error: str, what: str, req: str):
@@ -236,7 +266,7 @@ class ServerScenario:
             return
         self.fail(
             req,
-            f"{what}: expected {status} {error}; got " + self._what_happened(reply),
+            f"{what}: expected {status} {error}; got " + self.what_happened(reply),
         )
 
     # ----------------------------------------------------- access token probes

@@ -633,6 +633,8 @@ def _json_kind(value: Any) -> str:
 
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
+    # No control characters from the server reach a terminal or a report.
+    flat = "".join(c if c.isprintable() else repr(c)[1:-1] for c in flat)
     if len(flat) > SNIPPET_CHARS:
         flat = flat[:SNIPPET_CHARS] + "…"
     return f"'{flat}'"

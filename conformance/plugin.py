@@ -86,11 +86,10 @@ def server_scenario(
 ) -> Iterator[ServerScenario]:
     """A server scenario's working context, against the target under test."""
     from .context import ServerScenario
-    from .redact import Redactor
 
     state = _state(request)
     target, grants, clock = state.target(), state.grants(), state.time()
-    http = target.http(Redactor())
+    http = target.http(state.redactor)
     scenario = ServerScenario(
         target,
         grants,

@@ -19,6 +19,7 @@ from .profiles import (
     default_server_profiles,
     judge,
 )
+from .redact import Redactor
 from .report import ScenarioRecord, scenario_html, verdict_html, write_summary
 from .target import (
     ClientCredentials,
@@ -32,7 +33,13 @@ from .target import (
 )
 from .timecontrol import AdminClock, FrozenTime, RealWait, TimeControl
 
-__all__ = ["RotcertSession"]
+__all__ = ["RotcertSession", "printable"]
+
+
+def printable(text: str) -> str:
+    """Text a hostile server wrote, safe for a terminal: control characters
+    (escape sequences that could fake a verdict line) are shown as escapes."""
+    return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
 def _number(config: pytest.Config, name: str) -> float:
@@ -59,6 +66,9 @@ class RotcertSession:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.results: dict[str, dict[str, Any]] = {}
+        # One redactor for the whole run: a token seen in any scenario is
+        # redacted wherever it shows up again.
+        self.redactor = Redactor()
         self._target: ServerTarget | None = None
         self._grants: GrantSource | None = None
         self._time: TimeControl | None = None
@@ -269,7 +279,13 @@ class RotcertSession:
             record.reason = str(report.longrepr[2]).removeprefix("Skipped: ")
         elif report.failed and call.excinfo is not None:
             text = str(call.excinfo.value) or call.excinfo.typename
-            record.reason = text.strip().splitlines()[0][:600]
+            text = text.strip().splitlines()[0][:600]
+            record.reason = text.removeprefix(f"[{record.scenario_id}] ")
+            # What the target sent back may hold a token it issued: the terminal
+            # and JUnit get the same redacted text as the reports.
+            report.longrepr = printable(self.redactor.redact(str(report.longrepr)))
+        if record.reason:
+            record.reason = printable(self.redactor.redact(record.reason))
         report.user_properties.append(("rotcert", json.dumps(record.to_json())))
         try:
             from pytest_html import extras
@@ -277,7 +293,7 @@ class RotcertSession:
             return
         report.extras = [
             *getattr(report, "extras", []),
-            extras.html(scenario_html(record)),
+            extras.html(scenario_html(record, self.redactor)),
         ]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

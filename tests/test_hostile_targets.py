@@ -43,23 +43,6 @@ DIAGNOSES = {
     "silent": f"timed out after {TIMEOUT:g} s",
 }
 
-# Known gaps, reported upstream: these scenarios judge a hostile answer by its
-# status alone (conformance/scenarios: S-AUTH-01, S-RACE-01, S-SCOPE-01,
-# S-REVOKE-02; conformance/context.py expect_rejected: S-CLIENT-01, S-ERR-01), so
-# their reasons say "succeeded" or "got None None" instead of what the server
-# did. The table is exact: a new vague reason fails at once, and so does a fixed
-# one until it is struck from here.
-GAPS_200 = {"S-AUTH-01", "S-CLIENT-01", "S-ERR-01", "S-RACE-01", "S-SCOPE-01"}
-VAGUE = {
-    "html": GAPS_200,
-    "garbage": GAPS_200,
-    "empty": GAPS_200,
-    "redirect": {"S-AUTH-01", "S-RACE-01", "S-REVOKE-02"},
-    "error": {"S-AUTH-01", "S-REVOKE-02"},
-    "close": {"S-AUTH-01", "S-REVOKE-02"},
-    "silent": {"S-AUTH-01", "S-REVOKE-02"},
-}
-
 PYTHON_ERRORS = re.compile(
     r"Traceback|File \"|\b(Key|Attribute|Type|Value|Index|Name|JSONDecode)Error\b"
 )
@@ -256,9 +239,10 @@ def test_hostile_server_fails_with_a_diagnosis(
     assert len(failed) >= 10
     for scenario in summary["scenarios"]:
         assert not PYTHON_ERRORS.search(scenario["reason"] or ""), scenario
-    vague = {k for k, s in failed.items() if DIAGNOSES[mode] not in s["reason"]}
-    changed = {k: failed.get(k, {}).get("reason") for k in vague ^ VAGUE[mode]}
-    assert not changed, f"vague reasons differ from VAGUE (update it): {changed}"
+    vague = {
+        k: s["reason"] for k, s in failed.items() if DIAGNOSES[mode] not in s["reason"]
+    }
+    assert not vague, f"reasons that do not say what the server did: {vague}"
 
     sections = rendered_sections((pytester.path / "report.html").read_text())
     for scenario_id in failed:
@@ -295,11 +279,6 @@ def test_server_values_are_escaped_in_the_report(
     assert SCRIPT in "".join(page.text)  # the verdict banner quotes the reasons
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conformance/http.py quotes answer bodies with their control "
-    "characters (reported; _snippet should escape them)",
-)
 def test_control_characters_from_the_server_never_reach_the_terminal(
     pytester: pytest.Pytester, hostile_url: str
 ):

@@ -111,7 +111,7 @@ def test_grace_never_covers_a_revoked_token(server_scenario: ServerScenario):
         s.target.endpoints.revocation, form, auth=auth, step="revoke the predecessor"
     )
     if reply.status != 200:
-        s.fail("STD-RT-51", "revocation did not answer 200: " + str(reply.status))
+        s.fail("STD-RT-51", "revocation did not answer 200: " + s.what_happened(reply))
     family.lineage.revoked(predecessor, s.elapsed)
 
     reply = s.refresh(predecessor, step="replay the revoked predecessor inside grace")
