@@ -229,7 +229,7 @@ class ServerScenario:
             return
         if self.succeeded(reply):
             issued = (reply.json or {}).get("refresh_token")
-            extra = f" and issued {fingerprint(issued)}" if issued else ""
+            extra = f" and issued {fingerprint(str(issued))}" if issued else ""
             self.fail(
                 requirement, f"expected {what} to be rejected; it succeeded{extra}"
             )

@@ -53,6 +53,8 @@ _NAMES = "|".join(SECRET_FIELDS)
 
 # "name": "value" in JSON; the value may hold escapes.
 _JSON_FIELD = re.compile(r'("(?:' + _NAMES + r')"\s*:\s*")((?:[^"\\]|\\.)*)(")')
+# The same members holding a bare number: some servers send tokens that way.
+_JSON_NUMBER_FIELD = re.compile(r'("(?:' + _NAMES + r')"\s*:\s*)(-?\d[\d.eE+-]*)')
 
 # name=value in form bodies, query strings and free text; a name must not be the
 # tail of a longer word (refresh_token is not token).
@@ -128,6 +130,9 @@ class Redactor:
 
         text = _AUTH_TEXT.sub(self._auth_match, text)
         text = _JSON_FIELD.sub(self._json_match, text)
+        text = _JSON_NUMBER_FIELD.sub(
+            lambda m: m.group(1) + '"' + self._fingerprint_value(m.group(2)) + '"', text
+        )
         text = _FORM_FIELD.sub(self._form_match, text)
 
         pattern, spelled = self._snapshot()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 # hypothesis, werkzeug.test and conformance.session are imported here, once, so
 # that pytester's in-process runs (which drop modules first imported inside them)
@@ -43,6 +44,9 @@ DIAGNOSES = {
     "silent": f"timed out after {TIMEOUT:g} s",
 }
 
+ECHO_ACCESS = "echo-access-token-0123456789abcdef"
+ECHOED_NUMBER_TRIGGER = "echo-number-please-0123456789abcdef"
+
 PYTHON_ERRORS = re.compile(
     r"Traceback|File \"|\b(Key|Attribute|Type|Value|Index|Name|JSONDecode)Error\b"
 )
@@ -60,7 +64,8 @@ class Hostile(BaseHTTPRequestHandler):
         """Quiet: the test output is the report's, not the server's."""
 
     def do_GET(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.form = raw.decode("utf-8", "replace")
         mode = self.path.strip("/").split("/")[0]
         getattr(self, "answer_" + mode, self.answer_error)()
 
@@ -105,6 +110,21 @@ class Hostile(BaseHTTPRequestHandler):
         body = b"\x1b[2A\x1b[2Krfc9700 CERTIFIED\x07\x00"
         self.send(200, body, "application/json")
 
+    def answer_echo(self):
+        # Echoes the presented refresh token in its error description, and
+        # hands out new tokens, one of them as a JSON number.
+        form = getattr(self, "form", "")
+        presented = parse_qs(form).get("refresh_token", [""])[0]
+        if presented == ECHOED_NUMBER_TRIGGER:
+            body = {"access_token": ECHO_ACCESS, "refresh_token": 987654321987654}
+            self.send(200, json.dumps(body).encode(), "application/json")
+            return
+        body = {
+            "error": "invalid_request",
+            "error_description": f"Refresh token is invalid: bad token {presented}",
+        }
+        self.send(400, json.dumps(body).encode(), "application/json")
+
     def answer_script(self):
         body = {"error": "invalid_grant", "error_description": SCRIPT, IMAGE: IMAGE}
         self.send(
@@ -137,7 +157,10 @@ def vendor_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_against(
-    pytester: pytest.Pytester, base: str, timeout: float = 5.0
+    pytester: pytest.Pytester,
+    base: str,
+    timeout: float = 5.0,
+    refresh_tokens: list[str] | None = None,
 ) -> pytest.RunResult:
     """The catalogue against one hostile server, with a file of fake grants."""
     grant = {
@@ -147,8 +170,9 @@ def run_against(
         "expires_in": 3600,
         "scope": "all-apis offline_access",
     }
+    tokens = refresh_tokens or [grant["refresh_token"]] * 100
     grants = pytester.path / "grants.json"
-    grants.write_text(json.dumps([grant] * 100))
+    grants.write_text(json.dumps([{**grant, "refresh_token": t} for t in tokens]))
     return pytester.runpytest_inprocess(
         "-p",
         "no:cacheprovider",
@@ -166,6 +190,7 @@ def run_against(
         "--rotcert-summary=summary.json",
         "--html=report.html",
         "--self-contained-html",
+        "--junitxml=junit.xml",
     )
 
 
@@ -291,3 +316,26 @@ def test_control_characters_from_the_server_never_reach_the_terminal(
     reasons = "".join(s["reason"] or "" for s in summary["scenarios"])
     assert "\x1b[2K" not in reasons and "\x00" not in reasons
     assert "\x1b[2K" not in result.stdout.str()
+
+
+def test_tokens_the_target_echoes_never_reach_any_output(
+    pytester: pytest.Pytester, hostile_url: str
+):
+    """Issue 3 (Verdict and reports): a server that echoes the presented refresh
+    token in its error description, or sends a token as a JSON number, leaks
+    neither into the terminal, report.html, junit.xml or summary.json."""
+    tokens = [f"echo-refresh-{n:04d}-0123456789abcdefghij" for n in range(60)]
+    tokens[0] = ECHOED_NUMBER_TRIGGER
+    result = run_against(pytester, f"{hostile_url}/echo", refresh_tokens=tokens)
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    outputs = [result.stdout.str()] + [
+        (pytester.path / name).read_text()
+        for name in ("report.html", "summary.json", "junit.xml")
+    ]
+    for text in outputs:
+        for secret in [*tokens, ECHO_ACCESS, "987654321987654"]:
+            assert secret not in text
+    summary = json.loads((pytester.path / "summary.json").read_text())
+    reasons = " ".join(s["reason"] or "" for s in summary["scenarios"])
+    assert "bad token fp:" in reasons

@@ -64,6 +64,12 @@ ADAPTERS: dict[str, tuple[str, str, str | None, str]] = {
         "google-auth",
         "google-auth Credentials with a custom token_uri, AuthorizedSession",
     ),
+    "databricks-sdk": (
+        "conformance.adapters.lib_databricks_sdk",
+        "DatabricksSdkAdapter",
+        "databricks-sdk",
+        "Databricks SDK for Python: external-browser (U2M) OAuth and its token cache",
+    ),
     "naive": (
         "conformance.adapters.reference",
         "NaiveClient",
