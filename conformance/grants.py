@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import secrets
 import shlex
 import subprocess
@@ -159,14 +160,30 @@ class CommandGrants:
 
     name = "command"
 
-    def __init__(self, command: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self, command: str, endpoints: Any = None, timeout: float = 60.0
+    ) -> None:
         self.command = shlex.split(command)
+        self.endpoints = endpoints
         self.timeout = timeout
+
+    def _environment(self, client: ClientCredentials, scope: str | None):
+        """What the command may need: which client, which server, which scope."""
+        env = dict(os.environ)
+        env["ROTCERT_CLIENT_ID"] = client.client_id
+        if scope:
+            env["ROTCERT_SCOPE"] = scope
+        if self.endpoints is not None:
+            env["ROTCERT_TOKEN_ENDPOINT"] = self.endpoints.token
+            if self.endpoints.authorization:
+                env["ROTCERT_AUTHORIZATION_ENDPOINT"] = self.endpoints.authorization
+        return env
 
     def mint(self, http, client, scope):
         try:
             done = subprocess.run(
                 self.command,
+                env=self._environment(client, scope),
                 capture_output=True,
                 text=True,
                 timeout=self.timeout,
@@ -269,7 +286,7 @@ def make_grant_source(
             ends.authorization, ends.token, redirect_uri or "http://127.0.0.1:8020/cb"
         )
     if kind == "command" and arg:
-        return CommandGrants(arg)
+        return CommandGrants(arg, ends)
     if kind == "file" and arg:
         return FileGrants(arg)
     raise GrantError(

@@ -42,7 +42,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
-def _number(config: pytest.Config, name: str) -> float:
+def _number(config: pytest.Config, name: str, least: float = 0) -> float:
     raw = options.option(config, name)
     try:
         value = float(raw)  # type: ignore[arg-type]
@@ -55,8 +55,10 @@ def _number(config: pytest.Config, name: str) -> float:
         raise pytest.UsageError(
             f"--rotcert-{name} must be a finite number, got {raw!r}"
         )
-    if value < 0:
-        raise pytest.UsageError(f"--rotcert-{name} must be 0 or more, got {raw!r}")
+    if value < least:
+        raise pytest.UsageError(
+            f"--rotcert-{name} must be at least {least:g}, got {raw!r}"
+        )
     return value
 
 
@@ -69,13 +71,19 @@ class RotcertSession:
         # One redactor for the whole run: a token seen in any scenario is
         # redacted wherever it shows up again.
         self.redactor = Redactor()
+        self.deselected: list[pytest.Item] = []
         self._target: ServerTarget | None = None
         self._grants: GrantSource | None = None
         self._time: TimeControl | None = None
-        self.timeout = _number(config, "timeout") or 10.0
+        self.timeout = _number(config, "timeout", least=0.01)
         self.wait_budget = _number(config, "wait-budget")
-        self.race_threads = max(2, int(_number(config, "race-threads")))
-        self.race_rounds = max(1, int(_number(config, "race-rounds")))
+        self.race_threads = int(_number(config, "race-threads", least=2))
+        self.race_rounds = int(_number(config, "race-rounds", least=1))
+        auth = options.option(config, "client-auth") or "basic"
+        if auth not in ("basic", "post", "none"):
+            raise pytest.UsageError(
+                f"--rotcert-client-auth is basic, post or none, not {auth!r}"
+            )
         requested = options.option(config, "profile")
         self.requested = [p.strip() for p in requested.split(",")] if requested else []
         known = {**SERVER_PROFILES, **CLIENT_PROFILES}
@@ -232,6 +240,15 @@ class RotcertSession:
 
     # ------------------------------------------------------------- collection
 
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected.extend(items)
+
+    def pytest_itemcollected(self, item: pytest.Item) -> None:
+        # -k S-ROT-01 selects a scenario by the id the README and reports use.
+        marker = item.get_closest_marker(MARKER)
+        if marker is not None and "id" in marker.kwargs:
+            item.extra_keyword_matches.add(marker.kwargs["id"])
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         seen: dict[str, str] = {}
@@ -309,6 +326,33 @@ class RotcertSession:
             )
             for r in self.results.values()
         ]
+        # A selection (-k, -m) judges part of a profile: never certify on that.
+        for item in self.deselected:
+            marker = item.get_closest_marker(MARKER)
+            if marker is not None and marker.kwargs["id"] not in self.results:
+                results.append(
+                    Result(
+                        marker.kwargs["id"],
+                        item.name,
+                        list(marker.kwargs.get("profiles", ())),
+                        "skipped",
+                        "cannot check: deselected (-k / -m)",
+                    )
+                )
+        if not self.deselected and (
+            self.config.option.keyword or self.config.option.markexpr
+        ):
+            # Under xdist the controller never sees deselection: say it anyway.
+            profiles_run = {p for r in results for p in r.profiles}
+            results.append(
+                Result(
+                    "(selection)",
+                    "scenarios selected with -k / -m",
+                    sorted(profiles_run),
+                    "skipped",
+                    "cannot check: the run was limited with -k / -m",
+                )
+            )
         present = {p for r in results for p in r.profiles}
         profiles = self.requested or [
             p for p in default_server_profiles(self.integration.policy) if p in present

@@ -41,6 +41,8 @@ def run_catalogue(pytester: pytest.Pytester, policy: dict, *extra: str) -> dict:
     result = pytester.runpytest_inprocess(
         "-p",
         "no:cacheprovider",
+        "-p",
+        "no:benchmark",
         f"--rotcert-policy={path}",
         f"--rotcert-summary={summary}",
         "--rotcert-race-rounds=5",

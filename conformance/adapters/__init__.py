@@ -84,7 +84,7 @@ ADAPTERS: dict[str, tuple[str, str, str | None, str]] = {
     ),
 }
 
-LIBRARIES = ("requests-oauthlib", "authlib", "google-auth")
+LIBRARIES = ("requests-oauthlib", "authlib", "google-auth", "databricks-sdk")
 
 
 def names() -> list[str]:

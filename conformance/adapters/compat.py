@@ -23,7 +23,14 @@ from typing import Any
 
 from . import LIBRARIES
 
-__all__ = ["CAUSES", "COLUMNS", "MEASURED_WITH", "render", "run_suites"]
+__all__ = [
+    "CAUSES",
+    "COLUMNS",
+    "MEASURED_WITH",
+    "SDK_CAUSES",
+    "render",
+    "run_suites",
+]
 
 COLUMNS = (*LIBRARIES, "naive", "reference")
 MEASURED_WITH = "Measured with"
@@ -31,6 +38,22 @@ MEASURED_WITH = "Measured with"
 _PAR = (
     "no lock around the refresh: every request of one session that finds the "
     "token expired refreshes with the same refresh token"
+)
+_DBX_NO_SAVE_SHORT = (
+    "the rotated refresh token is never written to the `TokenCache`, so the next "
+    "process presents the consumed one"
+)
+_DBX_NO_SAVE = (
+    "`external_browser()` refreshes the cached credentials (`credentials.token()`) "
+    "but calls `TokenCache.save()` only after a browser login: "
+    + _DBX_NO_SAVE_SHORT
+    + ". Save the credentials after every refresh"
+)
+_DBX_KEEPS_REFUSED = (
+    '`external_browser()` only logs a refused refresh ("Failed to refresh cached '
+    'token") and opens the browser; the refused token stays in the `TokenCache`, '
+    "so every new process presents it again. Drop the cache entry when a refresh "
+    "is refused"
 )
 CAUSES: dict[tuple[str, str], str] = {
     ("requests-oauthlib", "C-PAR-01"): "`OAuth2Session.request()` has " + _PAR,
@@ -103,6 +126,43 @@ CAUSES: dict[tuple[str, str], str] = {
         "granted scopes"
     ),
 }
+# The Databricks SDK's causes, checked against its measurement by
+# tests/test_client_databricks_sdk.py.
+SDK_CAUSES: dict[tuple[str, str], str] = {
+    ("databricks-sdk", "C-401-01"): (
+        "`SessionCredentials` refreshes only when `Token.expired` (40 s before "
+        "`expiry`); `ApiClient` raises a 401 `invalid_token` from the API as "
+        "`Unauthenticated` with no refresh and no retry"
+    ),
+    ("databricks-sdk", "C-AUTH-01"): (
+        "`SessionCredentials.refresh()` calls `retrieve_token(use_params=True)`: "
+        "`client_id` and `client_secret` always go in the body "
+        "(`client_secret_post`); a client registered for `client_secret_basic` is "
+        "authenticated with the wrong method"
+    ),
+    ("databricks-sdk", "C-ROT-01"): _DBX_NO_SAVE,
+    ("databricks-sdk", "C-UNK-01"): "as C-ROT-01: " + _DBX_NO_SAVE_SHORT,
+    ("databricks-sdk", "C-LIFE-01"): "as C-ROT-01: " + _DBX_NO_SAVE_SHORT,
+    ("databricks-sdk", "C-LOST-02"): (
+        "as C-ROT-01: the successor recovered inside the grace period is never "
+        "written to the `TokenCache`, so the next process presents the consumed "
+        "token"
+    ),
+    ("databricks-sdk", "C-TERM-01"): _DBX_KEEPS_REFUSED,
+    ("databricks-sdk", "C-TERM-02"): _DBX_KEEPS_REFUSED,
+    ("databricks-sdk", "C-LOST-01"): (
+        "as C-TERM-01: the token refused after the lost answer stays in the "
+        "`TokenCache` and every new process presents it again"
+    ),
+    ("databricks-sdk", "C-XPROC-01"): (
+        "`TokenCache` has no lock and `external_browser()` refreshes whatever each "
+        "process loaded: two processes started together both redeem the cached "
+        "refresh token"
+    ),
+    ("databricks-sdk", "C-XPROC-02"): (
+        "as C-XPROC-01: each process refreshes the token it loaded"
+    ),
+}
 NAIVE_CAUSE = (
     "keeps the first refresh token, by design: the rotated one is never stored"
 )
@@ -111,6 +171,7 @@ DISTRIBUTIONS = {
     "requests-oauthlib": ("requests-oauthlib", "oauthlib"),
     "authlib": ("authlib",),
     "google-auth": ("google-auth",),
+    "databricks-sdk": ("databricks-sdk",),
 }
 
 
@@ -177,7 +238,7 @@ def _cell(scenario: dict[str, Any] | None) -> str:
 def cause(adapter: str, scenario_id: str) -> str | None:
     if adapter == "naive":
         return NAIVE_CAUSE
-    return CAUSES.get((adapter, scenario_id))
+    return CAUSES.get((adapter, scenario_id)) or SDK_CAUSES.get((adapter, scenario_id))
 
 
 def render(summaries: dict[str, dict[str, Any]]) -> str:
@@ -195,7 +256,8 @@ def render(summaries: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Client compatibility",
         "",
-        "What `rotcert client` measured for three unmodified OAuth client libraries, "
+        "What `rotcert client` measured for four unmodified OAuth clients (three "
+        "libraries and the Databricks SDK for Python), "
         "driven through the reference adapters in `conformance/adapters/`, against "
         "the built-in mock server. `naive` (keeps the first refresh token) shows "
         "what failure looks like; `reference` (rotcert's own small client) shows "
@@ -273,6 +335,21 @@ def render(summaries: dict[str, dict[str, Any]]) -> str:
         "the stored `token_uri` with Google's endpoint, and `with_token_uri()` "
         "returns a copy without the expiry: credentials restored for a custom "
         "server need both put back.",
+        "",
+        "The Databricks SDK is driven differently, because it owns its tokens: "
+        '`Config(auth_type="external-browser")` with the mock\'s base URL as '
+        "host, so the SDK finds `/oidc/v1/token` through "
+        "`/.well-known/databricks-config` and `/oidc/.well-known/"
+        "oauth-authorization-server`, keeps its tokens in its own `TokenCache` "
+        "(`HOME` is the state directory, so the cache survives restarts), and "
+        "calls `/api/2.0/resource` through its `ApiClient`. The glue neither "
+        "writes nor clears that cache. The browser is a `webbrowser` entry that "
+        "stands in for the user: during `login` it approves and delivers the "
+        "redirect to the SDK's own listener on `localhost:8020`; during `call`, "
+        'the SDK opening its browser is reported as "the user must log in '
+        "again\". `seed` writes the cache file the SDK's login would have "
+        "written. Plain `http://` needs no switch: the SDK adds `https://` only "
+        "to a host given without a scheme.",
         "",
     ]
     return "\n".join(lines)

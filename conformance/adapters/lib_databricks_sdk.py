@@ -56,7 +56,7 @@ BROWSER_NAME = "rotcert-headless"
 SDK_LOGGER = "databricks.sdk"
 
 
-class LoginRequested(Exception):  # noqa: N818 - the SDK's decision, not a fault
+class LoginRequested(Exception):
     """The SDK opened its browser login while the adapter was not logging in.
 
     The SDK wraps it (``DefaultCredentials`` turns any exception into a
@@ -104,15 +104,18 @@ def _approve(url: str) -> None:
             time.sleep(0.05)
 
 
-_registered = threading.Lock()
+class _Registration:
+    lock = threading.Lock()
+    done = False
 
 
 def _register_browser() -> None:
-    with _registered:
-        if BROWSER_NAME not in webbrowser._browsers:  # noqa: SLF001 - register once
+    with _Registration.lock:
+        if not _Registration.done:
             webbrowser.register(
                 BROWSER_NAME, None, HeadlessBrowser(BROWSER_NAME), preferred=True
             )
+            _Registration.done = True
 
 
 @contextmanager
@@ -248,7 +251,8 @@ class DatabricksSdkAdapter(PythonAdapter):
     def login(self) -> dict[str, Any]:
         with _home.at(self.env.state_dir), _browser(approve=True):
             config = self._config()
-        return {"stored": True, "auth_type": config.auth_type}
+        # Where the SDK found the OIDC endpoints (host metadata points there).
+        return {"stored": True, "discovery_url": config.discovery_url}
 
     def call(self) -> dict[str, Any]:
         with _home.at(self.env.state_dir), _browser(approve=False), _sdk_log() as log:
