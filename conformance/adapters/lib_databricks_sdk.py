@@ -201,6 +201,16 @@ def _cache_scopes(scopes: list[str]) -> list[str]:
     return parsed if "offline_access" in parsed else [*parsed, "offline_access"]
 
 
+class _Stored:
+    """What ``TokenCache.save`` reads from credentials, for a token just received."""
+
+    def __init__(self, token: sdk_oauth.Token) -> None:
+        self.token = token
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"token": self.token.as_dict()}
+
+
 class DatabricksSdkAdapter(PythonAdapter):
     name = "databricks-sdk"
 
@@ -232,9 +242,10 @@ class DatabricksSdkAdapter(PythonAdapter):
             token_type=token_response["token_type"],
             expiry=expiry,
         )
-        credentials = sdk_oauth.SessionCredentials(
-            token, "", env.client_id, env.client_secret, REDIRECT_URL
-        )
+        # TokenCache.save() writes credentials.as_dict(); SessionCredentials'
+        # as_dict() would refresh a token that expires within 40 s (the 1 s tokens
+        # of a command run), so the same document is handed over without that.
+        credentials = _Stored(token)
         # The key external_browser computes; save() never reads the endpoints.
         cache = sdk_oauth.TokenCache(
             host=self.host,
@@ -245,7 +256,7 @@ class DatabricksSdkAdapter(PythonAdapter):
             scopes=_cache_scopes(env.scopes),
         )
         with _home.at(env.state_dir):
-            cache.save(credentials)
+            cache.save(credentials)  # type: ignore[arg-type]
         return {"stored": True}
 
     def login(self) -> dict[str, Any]:
