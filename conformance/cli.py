@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -75,14 +77,19 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
+STAGE = ".rotcert-run"
+REPORTS = ("report.html", "junit.xml", "summary.json")
+
+
 def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
     """What every rotcert run hands pytest: isolation from the caller's own pytest
-    configuration, and the three reports."""
-    out.mkdir(parents=True, exist_ok=True)
-    ini = out / "pytest.ini"
+    configuration, and the three reports, written first to a staging folder so a
+    run that ends in a usage error leaves the last good reports alone."""
+    stage = out / STAGE
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    ini = stage / "pytest.ini"
     ini.write_text("[pytest]\n")
-    # A summary left by an earlier run must never be read as this run's verdict.
-    (out / "summary.json").unlink(missing_ok=True)
     argv = [
         "-c",
         str(ini),
@@ -90,11 +97,14 @@ def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
         str(Path(__file__).parent.parent),
         "-p",
         "no:cacheprovider",
+        # rotcert's own modules are imported before pytest starts; that is fine.
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
         "--rotcert-enable",
-        f"--html={out / 'report.html'}",
+        f"--html={stage / 'report.html'}",
         "--self-contained-html",
-        f"--junitxml={out / 'junit.xml'}",
-        f"--rotcert-summary={out / 'summary.json'}",
+        f"--junitxml={stage / 'junit.xml'}",
+        f"--rotcert-summary={stage / 'summary.json'}",
         "-o",
         "junit_family=xunit2",
         "-v" if args.verbose else "-q",
@@ -109,15 +119,30 @@ def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
 def run_pytest(argv: list[str], out: Path) -> int:
     import pytest
 
-    code = pytest.main(argv)
-    summary = out / "summary.json"
+    # Messages then name rotcert's flags (--timeout), not the plugin's.
+    before = os.environ.get("ROTCERT_CLI")
+    os.environ["ROTCERT_CLI"] = "1"
+    stage = out / STAGE
+    try:
+        code = pytest.main(argv)
+    finally:
+        if before is None:
+            os.environ.pop("ROTCERT_CLI", None)
+        else:
+            os.environ["ROTCERT_CLI"] = before
     if code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED):
+        shutil.rmtree(stage, ignore_errors=True)
         return EXIT_USAGE
-    if not summary.exists():
-        print(
-            f"rotcert: no summary was written ({summary}); see above.", file=sys.stderr
-        )
+    if not (stage / "summary.json").exists():
+        shutil.rmtree(stage, ignore_errors=True)
+        print("rotcert: no summary was written; see above.", file=sys.stderr)
         return EXIT_USAGE
+    for name in REPORTS:
+        if (stage / name).exists():
+            os.replace(stage / name, out / name)
+    shutil.rmtree(stage, ignore_errors=True)
+
+    summary = out / "summary.json"
     verdicts = json.loads(summary.read_text())["verdicts"]
     print()
     for verdict in verdicts:
@@ -179,7 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Name the subcommand's own usage, not the top level's.
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
+        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.run(args)
     except KeyboardInterrupt:

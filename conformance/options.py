@@ -12,7 +12,15 @@ from dataclasses import dataclass
 
 import pytest
 
-__all__ = ["OPTIONS", "add_options", "option", "secret", "is_active", "SECRETS"]
+__all__ = [
+    "OPTIONS",
+    "SECRETS",
+    "add_options",
+    "cli_flags",
+    "is_active",
+    "option",
+    "secret",
+]
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,14 @@ def option(config: pytest.Config, name: str) -> str | None:
     if ini not in (None, "", False, []):
         return str(ini)
     return opt.default
+
+
+def cli_flags(message: str) -> str:
+    """Name options the way the user gave them: ``rotcert server`` takes
+    ``--timeout`` where pytest takes ``--rotcert-timeout``."""
+    if os.environ.get("ROTCERT_CLI"):
+        return message.replace("--rotcert-", "--")
+    return message
 
 
 def secret(name: str) -> str | None:

@@ -46,7 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from .session import RotcertSession
 
-    session = RotcertSession(config)
+    try:
+        session = RotcertSession(config)
+    except pytest.UsageError as exc:
+        raise pytest.UsageError(options.cli_flags(str(exc))) from None
     config.stash[STATE] = session
     config.pluginmanager.register(session, "rotcert-session")
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 import pytest
 
 from . import options
-from .grants import GrantError, GrantSource, make_grant_source
+from .grants import FileGrants, GrantError, GrantSource, make_grant_source
 from .plugin import MARKER, RECORD
 from .profiles import (
     CLIENT_PROFILES,
@@ -106,7 +107,7 @@ class RotcertSession:
             try:
                 self._target = self._build_target()
             except TargetError as exc:
-                pytest.exit(f"rotcert: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+                raise pytest.UsageError(options.cli_flags(str(exc))) from None
         return self._target
 
     def _build_target(self) -> ServerTarget:
@@ -169,8 +170,14 @@ class RotcertSession:
         else:
             raise TargetError("Give --rotcert-client-id (and ROTCERT_CLIENT_SECRET).")
         second_id = opt("second-client-id")
+        second_secret = options.secret("second_client_secret")
+        if second_id and second_secret is None and auth != "none":
+            raise TargetError(
+                f"second client {second_id!r} needs its secret in "
+                "ROTCERT_SECOND_CLIENT_SECRET"
+            )
         second = (
-            ClientCredentials(second_id, options.secret("second_client_secret"))
+            ClientCredentials(second_id, second_secret, auth)
             if second_id
             else known.get("second")
         )
@@ -197,7 +204,7 @@ class RotcertSession:
                     options.option(self.config, "redirect-uri"),
                 )
             except GrantError as exc:
-                pytest.exit(f"rotcert: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+                raise pytest.UsageError(options.cli_flags(str(exc))) from None
         return self._grants
 
     def time(self) -> TimeControl:
@@ -213,15 +220,17 @@ class RotcertSession:
                     else "wait"
                 )
             if wanted == "freeze" and target.embedded is None:
-                pytest.exit(
-                    "rotcert: --rotcert-time freeze needs the embedded target; use "
-                    "admin for a rotcert mock in another process, or wait",
-                    returncode=pytest.ExitCode.USAGE_ERROR,
+                raise pytest.UsageError(
+                    options.cli_flags(
+                        "--rotcert-time freeze needs the embedded target; use admin "
+                        "for a rotcert mock in another process, or wait"
+                    )
                 )
             if wanted == "admin" and not target.endpoints.admin:
-                pytest.exit(
-                    "rotcert: --rotcert-time admin needs a rotcert admin endpoint",
-                    returncode=pytest.ExitCode.USAGE_ERROR,
+                raise pytest.UsageError(
+                    options.cli_flags(
+                        "--rotcert-time admin needs a rotcert admin endpoint"
+                    )
                 )
             if wanted == "freeze":
                 self._time = FrozenTime()
@@ -232,11 +241,58 @@ class RotcertSession:
             elif wanted == "wait":
                 self._time = RealWait(self.wait_budget)
             else:
-                pytest.exit(
-                    f"rotcert: --rotcert-time is freeze, admin or wait, not {wanted!r}",
-                    returncode=pytest.ExitCode.USAGE_ERROR,
+                raise pytest.UsageError(
+                    options.cli_flags(
+                        f"--rotcert-time is freeze, admin or wait, not {wanted!r}"
+                    )
                 )
         return self._time
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Check the target before any scenario runs (and before xdist starts its
+        workers): a setup mistake is one usage error, not twenty failures."""
+        if os.environ.get("ROTCERT_ADAPTER"):
+            return  # a client run: the client catalogue serves its own mock
+        time = self.time()
+        grants = self.grants()
+        workers = getattr(self.config.option, "numprocesses", None)
+        if workers and not hasattr(self.config, "workerinput"):
+            if isinstance(time, AdminClock):
+                raise pytest.UsageError(
+                    options.cli_flags(
+                        "the target's clock is moved through its admin API, and "
+                        "parallel scenarios would move it under each other: run "
+                        "without -n (or with --rotcert-time wait)"
+                    )
+                )
+        if not isinstance(grants, FileGrants):
+            self._preflight(grants)
+
+    def _preflight(self, grants: GrantSource) -> None:
+        """Mint one family and refresh it once: wrong credentials are the user's
+        mistake, to be said once, not charged to the server twenty times."""
+        target = self.target()
+        http = target.http(self.redactor)
+        try:
+            body = grants.mint(http, target.client, None)
+        except GrantError as exc:
+            raise pytest.UsageError(
+                options.cli_flags(f"could not mint a first grant: {exc}")
+            ) from None
+        form, auth = target.client.form_and_auth()
+        form.update(
+            grant_type="refresh_token", refresh_token=str(body["refresh_token"])
+        )
+        reply = http.post_form(
+            target.endpoints.token, form, auth=auth, step="preflight"
+        )
+        if reply.error == "invalid_client":
+            raise pytest.UsageError(
+                "the target refused the credentials of client "
+                f"{target.client.client_id!r} (invalid_client): check the client "
+                "id and ROTCERT_CLIENT_SECRET"
+            )
 
     # ------------------------------------------------------------- collection
 

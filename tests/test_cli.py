@@ -377,7 +377,8 @@ USAGE_ERRORS = {
     ),
     "policy-and-preset": (
         ["--policy=bad.json", "--preset=okta"],
-        "--rotcert-policy or --rotcert-preset, not both",
+        # rotcert server's own flags are named, not the plugin's.
+        "Give --policy or --preset, not both.",
     ),
     "non-numeric-timeout": (["--timeout=ten"], "must be a number, got 'ten'"),
     "unknown-broken-mode": (["--broken-mode=nope"], "unknown broken mode 'nope'"),
@@ -449,6 +450,68 @@ def test_stale_summary_is_never_read_as_the_verdict(rotcert, pytester: pytest.Py
     assert code == cli.EXIT_USAGE, text
     assert "CERTIFIED" not in text
     assert "no summary was written" in text
+
+
+def test_usage_error_keeps_the_last_good_reports(rotcert, pytester: pytest.Pytester):
+    """Issue 3 (Reports and CI): a run that ends in a usage error leaves the
+    previous report.html, junit.xml and summary.json untouched."""
+    out = pytester.path / "reports"
+    code, _ = rotcert(f"--out={out}", "-k", "S-ROT-01")
+    before = {n: (out / n).read_bytes() for n in ("report.html", "junit.xml")}
+
+    code, text = rotcert(f"--out={out}", "--broken-mode=nonsense")
+
+    assert code == cli.EXIT_USAGE, text
+    assert {n: (out / n).read_bytes() for n in before} == before
+    assert not (out / cli.STAGE).exists()
+
+
+def test_parallel_run_on_a_shared_admin_clock_is_refused(
+    rotcert, pytester: pytest.Pytester
+):
+    """Issue 3 (Time): scenarios that move one shared admin clock cannot run in
+    parallel; rotcert says so instead of reporting false failures."""
+    base, stop = start_in_thread(MockServer())
+    try:
+        code, text = rotcert(
+            f"--out={pytester.path / 'r'}", f"--issuer={base}", "-n", "2"
+        )
+    finally:
+        stop()
+
+    assert code == cli.EXIT_USAGE, text
+    assert "run without -n" in text
+
+
+def test_wrong_client_secret_is_one_usage_error(
+    rotcert, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 3 (Reaching a server): wrong client credentials are caught by a
+    preflight refresh and said once, not charged to the server per scenario."""
+    monkeypatch.setenv("ROTCERT_CLIENT_SECRET", "not-the-secret")
+    base, stop = start_in_thread(MockServer())
+    try:
+        code, text = rotcert(
+            f"--out={pytester.path / 'r'}",
+            f"--issuer={base}",
+            "--client-id=rotcert-client",
+        )
+    finally:
+        stop()
+
+    assert code == cli.EXIT_USAGE, text
+    assert "refused the credentials of client 'rotcert-client'" in text
+
+
+def test_unknown_flag_names_the_subcommand_usage(capsys: pytest.CaptureFixture):
+    """DESIGN (CLI): a mistyped flag is reported with rotcert server's usage."""
+    with pytest.raises(SystemExit) as info:
+        cli.main(["server", "--isuer", "x"])
+
+    assert info.value.code == 2
+    assert "rotcert server: error: unrecognized arguments: --isuer x" in (
+        capsys.readouterr().err
+    )
 
 
 # ------------------------------------------------- the console script itself

@@ -565,7 +565,8 @@ def test_command_grant_source_mints_a_family_per_scenario(
     summary = json.loads((pytester.path / "summary.json").read_text())
     assert set(outcomes(summary).values()) == {"passed"}
     families = log.read_text().split()
-    assert len(families) == len(set(families)) == 3
+    # One family per scenario, plus the preflight check's at the start.
+    assert len(families) == len(set(families)) == 3 + 1
     minted = {e["family_id"] for e in server.store.events(0) if e.get("family_id")}
     assert set(families) <= minted
 
@@ -593,7 +594,8 @@ def test_authcode_grant_source_follows_an_auto_approving_server(
     events = server.store.events(0)
     assert not [e for e in events if e["endpoint"] == "admin_grant"]
     codes = [e for e in events if e.get("grant_type") == "authorization_code"]
-    assert len(codes) == 3 and {e["status"] for e in codes} == {200}
+    # One code per scenario, plus the preflight check's at the start.
+    assert len(codes) == 3 + 1 and {e["status"] for e in codes} == {200}
 
 
 def test_selection_never_certifies(pytester: pytest.Pytester):
