@@ -169,6 +169,13 @@ class ServerScenario:
 
     # -------------------------------------------------------------------- time
 
+    def needs_time(self, seconds: float, why: str) -> None:
+        """Declare up front how much time the scenario must let pass, so one that
+        cannot get it is skipped at once, with the true total, not half-way."""
+        reason = self.time.cannot_advance(seconds)
+        if reason is not None:
+            cannot_check(f"{why}: {reason}")
+
     def advance(self, seconds: float, why: str = "") -> None:
         reason = self.time.cannot_advance(seconds)
         if reason is not None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from mock_server.policy import load_policy
+
 from . import options
 from .grants import FileGrants, GrantError, GrantSource, make_grant_source
 from .plugin import MARKER, RECORD
@@ -73,6 +75,7 @@ class RotcertSession:
         # redacted wherever it shows up again.
         self.redactor = Redactor()
         self.deselected: list[pytest.Item] = []
+        self.notes: list[str] = []
         self._target: ServerTarget | None = None
         self._grants: GrantSource | None = None
         self._time: TimeControl | None = None
@@ -151,6 +154,8 @@ class RotcertSession:
             admin=pick("admin-endpoint", "rotcert_admin_endpoint"),
         )
         known = admin_clients(session, ends.admin, self.timeout) if ends.admin else {}
+        if ends.admin:
+            self._compare_policies(session, ends.admin)
         client_id = opt("client-id")
         auth = opt("client-auth") or "basic"
         if auth not in ("basic", "post", "none"):
@@ -190,6 +195,30 @@ class RotcertSession:
             session=session,
             timeout=self.timeout,
             metadata=metadata,
+        )
+
+    def _compare_policies(self, session, admin: str) -> None:
+        """A rotcert mock says what it runs: warn when that is not what was
+        declared (the expectations still come from the declaration)."""
+        try:
+            reply = session.get(admin.rstrip("/") + "/clients", timeout=self.timeout)
+            clients = reply.json().get("clients", [])
+            running = next(c for c in clients if c.get("role") == "main")
+            policy = load_policy(running["token_access_policy"])
+        except Exception:  # an unreadable answer says nothing either way
+            return
+        declared = self.integration.policy
+        if policy == declared:
+            return
+        changed = [
+            f"{name}: declared {value!r}, target runs {getattr(policy, name)!r}"
+            for name, value in vars(declared).items()
+            if getattr(policy, name) != value
+        ]
+        self.notes.append(
+            "the target's own policy differs from the declared one ("
+            + "; ".join(changed)
+            + "); declare it with --rotcert-policy or --rotcert-preset"
         )
 
     def grants(self) -> GrantSource:
@@ -417,14 +446,24 @@ class RotcertSession:
         return [judge(p, described[p], results) for p in profiles]
 
     def describe_target(self) -> dict[str, Any]:
-        if self._target is not None:
-            return self._target.describe()
-        return {"declared_policy": self.integration.policy.to_json()}
+        adapter = os.environ.get("ROTCERT_ADAPTER")
+        if adapter:
+            described = {"name": f"client adapter {adapter}", "adapter": adapter}
+        elif self._target is not None:
+            described = self._target.describe()
+        else:
+            described = {}
+        described.setdefault("declared_policy", self.integration.policy.to_json())
+        if self.notes:
+            described["warnings"] = [options.cli_flags(n) for n in self.notes]
+        return described
 
     def pytest_html_report_title(self, report) -> None:
         # Called before the first scenario builds the target: name it from options.
+        adapter = os.environ.get("ROTCERT_ADAPTER")
         name = (
-            options.option(self.config, "issuer")
+            (adapter and f"client adapter {adapter}")
+            or options.option(self.config, "issuer")
             or options.option(self.config, "token-endpoint")
             or "the embedded mock server"
         )
@@ -452,6 +491,10 @@ class RotcertSession:
             return
         write = terminalreporter.write_line
         terminalreporter.section("rotcert verdict")
+        policy = self.integration.policy.to_json()
+        write("declared policy: " + ", ".join(f"{k}={v}" for k, v in policy.items()))
+        for note in self.notes:
+            write("warning: " + options.cli_flags(note), yellow=True)
         for verdict in self.verdicts():
             counts = f"{len(verdict.passed)} passed, {len(verdict.failed)} failed"
             if verdict.not_run:

@@ -32,6 +32,7 @@ def test_replay_inside_grace_is_tolerated_at_both_edges(
     """A replay 1 s before the grace ends is tolerated; 1 s after, it is reuse."""
     s = server_scenario
     grace = needs_grace(s)
+    s.needs_time(2 * grace, "both edges of the grace period")
 
     inside = s.new_family(label="inside grace")
     predecessor = inside.refresh_token

@@ -33,6 +33,7 @@ def test_unused_token_lives_its_idle_ttl(server_scenario: ServerScenario):
     """An unused refresh token still works 1 s before its idle TTL ends."""
     s = server_scenario
     idle = idle_ttl(s)
+    s.needs_time(idle - 1, "waiting out the idle TTL")
     family = s.new_family()
     s.advance(idle - 1, f"1 s before the idle TTL of {human(idle)}")
     s.rotate(family, "refresh just inside the idle TTL")
@@ -48,6 +49,7 @@ def test_unused_token_dies_at_its_idle_ttl(server_scenario: ServerScenario):
     """An unused refresh token is rejected 1 s after its idle TTL ends."""
     s = server_scenario
     idle = idle_ttl(s)
+    s.needs_time(idle + 1, "waiting out the idle TTL")
     family = s.new_family()
     s.advance(idle + 1, f"1 s past the idle TTL of {human(idle)}")
     token = family.refresh_token
@@ -70,6 +72,7 @@ def test_rotation_renews_the_idle_ttl(server_scenario: ServerScenario):
     absolute = s.policy.absolute_lifetime
     if absolute is not None and absolute <= 2 * idle:
         not_applicable("the absolute lifetime is too short to see a renewed idle TTL")
+    s.needs_time(2 * idle - 61, "two idle TTLs back to back")
     family = s.new_family()
     s.advance(idle - 60, "1 min before generation 0's idle TTL ends")
     s.rotate(family)
@@ -93,6 +96,7 @@ def test_absolute_lifetime_caps_the_session(server_scenario: ServerScenario):
         not_applicable("the declared policy has no absolute session lifetime")
     idle = s.policy.refresh_ttl
     step = max(1, min(idle, absolute) - 60)
+    s.needs_time(absolute + 1, "living through the whole session")
     family = s.new_family()
 
     spent = 0
