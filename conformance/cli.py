@@ -185,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_parser = sub.add_parser(
-        "serve", help="run the mock authorization server", description=serve.__doc__
+        "serve",
+        help="run the mock authorization server",
+        # The module docstring's first paragraph: the rest is for developers.
+        description=(serve.__doc__ or "").split("Tests and the")[0].strip(),
     )
     serve.add_arguments(serve_parser)
     serve_parser.set_defaults(run=serve.run)
