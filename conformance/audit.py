@@ -5,9 +5,11 @@ fingerprints only. The rules here read those events; the client scenarios apply
 them to what they just made a client do, and ``rotcert audit`` applies them to a
 recording made with ``rotcert serve --record`` while any client was used by hand.
 
-A recording has no notion of "at the same time", so the audit calls presentations
-of one token less than PARALLEL_WINDOW_S apart parallel; a scenario knows which
-requests it started together and says so exactly.
+Each event says when its request arrived and when it was answered, so the audit
+calls presentations of one token that overlapped in time parallel and ones made
+one after the other reuse (recordings without arrival times fall back to "less
+than PARALLEL_WINDOW_S apart"); a scenario knows which requests it started
+together and says so exactly.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "audit_events",
     "exchanges_from_events",
     "generations",
+    "overlapping",
     "judge_events",
     "lineages_from_events",
     "load_events",
@@ -185,6 +188,18 @@ def _outcome(event: Mapping[str, Any]) -> str:
 
 
 Concurrent = Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+
+
+def overlapping(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Were two recorded requests in flight at the same time?"""
+    if "started" in a and "started" in b:
+        # The mock records when each request arrived and when it was answered.
+        return float(a["started"]) <= float(b["time"]) and float(b["started"]) <= float(
+            a["time"]
+        )
+    return abs(float(b.get("time", 0)) - float(a.get("time", 0))) <= PARALLEL_WINDOW_S
+
+
 Where = Callable[[Mapping[str, Any]], str]
 
 
@@ -543,12 +558,7 @@ def audit_events(events: list[dict[str, Any]]) -> list[ScenarioRecord]:
         by = f", client {client}" if client else ""
         return f"request {event.get('seq')} (t+{format_duration(at)}{by})"
 
-    def concurrent(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-        return abs(float(b.get("time", 0)) - float(a.get("time", 0))) <= (
-            PARALLEL_WINDOW_S
-        )
-
-    findings, judged = judge_events(events, concurrent, where)
+    findings, judged = judge_events(events, overlapping, where)
     lineages = [lin.to_json() for lin in lineages_from_events(events, start)]
     records = []
     for rule in RULES:

@@ -115,11 +115,19 @@ def render_unexpected(exc: Exception):
     )
 
 
+def note_start() -> None:
+    # When the request arrived: an audit tells overlapping requests (a race)
+    # from sequential ones (reuse) by this, not by a guessed time window.
+    g.started = current_server().clock.now()
+
+
 def record_event(response):
     """One event per OAuth endpoint call, written after the status is known."""
     event = g.pop("event", None)
     if event is not None:
         event["status"] = response.status_code
+        if "started" in g:
+            event["started"] = round(g.started, 3)
         current_server().record(event)
     if "missing_no_store" in current_server().broken_modes() and request.path.endswith(
         "/token"
@@ -145,5 +153,6 @@ def create_app(server: MockServer | None = None) -> Flask:
     app.register_error_handler(OAuthError, render_oauth_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected)
+    app.before_request(note_start)
     app.after_request(record_event)
     return app

@@ -14,6 +14,7 @@ from conformance.audit import (
     audit_events,
     judge_events,
     load_events,
+    overlapping,
 )
 from conformance.cli import main
 
@@ -164,3 +165,24 @@ def test_reuse_parallel_and_storm_are_told_apart():
     assert _judge(reuse) == {"reuse": 1}
     assert _judge(parallel) == {"parallel": 1}
     assert _judge(storm) == {"storm": 1}
+
+
+def test_a_quick_sequential_replay_is_reuse_not_a_race():
+    """STD-RT-C01: a consumed token presented 0.03 s after its refresh was
+    answered is reuse; only requests that overlapped in time are parallel."""
+    sequential = [
+        _refresh(1, 10.02, "fp:a", issued="fp:b", started=10.0),
+        _refresh(2, 10.06, "fp:a", status=400, error="invalid_grant", started=10.05),
+    ]
+    overlapped = [
+        _refresh(1, 10.02, "fp:a", issued="fp:b", started=10.0),
+        _refresh(2, 10.03, "fp:a", status=400, error="invalid_grant", started=10.01),
+    ]
+
+    judge = lambda events: {  # noqa: E731
+        key: len(found)
+        for key, found in judge_events(events, overlapping, str)[0].items()
+        if found
+    }
+    assert judge(sequential) == {"reuse": 1}
+    assert judge(overlapped) == {"parallel": 1}
