@@ -6,12 +6,12 @@ applies to the integration's client from the next token it issues.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, request
 
 from .app import current_server, json_response
+from .forms import read_json_object
 from .policy import PolicyError, load_integration
 from .records import Client
 
@@ -26,15 +26,6 @@ accounts = Blueprint(
 
 def _error(status: int, code: str, message: str):
     return json_response({"error_code": code, "message": message}, status)
-
-
-def _body() -> dict[str, Any] | None:
-    try:
-        body = json.loads(request.get_data(cache=True) or b"{}")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        # RecursionError: hostile nesting must be a 400, not a 500.
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def _view(client: Client, account_id: str) -> dict[str, Any]:
@@ -63,7 +54,7 @@ def _find(account_id: str, integration_id: str) -> Client | None:
 
 @accounts.post("")
 def create(account_id: str):
-    body = _body()
+    body = read_json_object(request)
     if body is None:
         return _error(400, "MALFORMED_REQUEST", "The body must be a JSON object.")
     body.setdefault("token_access_policy", {})
@@ -108,7 +99,7 @@ def update(account_id: str, integration_id: str):
     client = _find(account_id, integration_id)
     if client is None:
         return _error(404, "RESOURCE_DOES_NOT_EXIST", "No such app integration.")
-    body = _body()
+    body = read_json_object(request)
     if body is None:
         return _error(400, "MALFORMED_REQUEST", "The body must be a JSON object.")
     merged = {

@@ -7,13 +7,18 @@ server (the admin API), and all worker processes sharing a SQLite store agree on
 
 from __future__ import annotations
 
+import math
 import time
 
 from .store import Store
 
-__all__ = ["Clock"]
+__all__ = ["Clock", "OffsetOutOfRange"]
 
 OFFSET_SETTING = "clock_offset_seconds"
+
+
+class OffsetOutOfRange(ValueError):
+    """A move would take the offset past its bound; nothing was changed."""
 
 
 class Clock:
@@ -27,10 +32,19 @@ class Clock:
         with self._store.transaction(write=False) as tx:
             return float(tx.get("settings", OFFSET_SETTING) or 0.0)
 
-    def advance(self, seconds: float) -> float:
-        """Move the clock forward (or back) and return the new offset."""
+    def advance(self, seconds: float, bound: float = math.inf) -> float:
+        """Move the clock forward (or back) and return the new offset.
+
+        The bound is checked in the same transaction as the write: two workers
+        advancing at once must not both pass a check made before either wrote.
+        """
         with self._store.transaction() as tx:
             offset = float(tx.get("settings", OFFSET_SETTING) or 0.0) + seconds
+            if abs(offset) > bound:
+                raise OffsetOutOfRange(
+                    f"The clock offset would be {offset:g} s; allowed: "
+                    f"{-bound:g} to {bound:g}."
+                )
             tx.put("settings", OFFSET_SETTING, offset)
         return offset
 

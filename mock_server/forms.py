@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -18,10 +19,25 @@ from .records import Client
 from .server import MockServer
 from .tokens import same_secret
 
-__all__ = ["read_form", "authenticate_client", "ClientAuth"]
+__all__ = ["read_form", "read_json_object", "authenticate_client", "ClientAuth"]
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 SECRET_PARAMETERS = ("refresh_token", "client_secret", "code", "code_verifier")
+
+
+def read_json_object(request: Request) -> dict | None:
+    """The body as a JSON object, or None when it is anything else.
+
+    For the admin and account APIs. Hostile nesting (RecursionError) and lone
+    surrogates such as ``"\\ud800"`` are refused here: the second decodes fine but
+    cannot be stored as UTF-8, so it would fail later inside a transaction.
+    """
+    try:
+        body = json.loads(request.get_data(cache=True) or b"{}")
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def read_form(request: Request) -> dict[str, str]:

@@ -246,6 +246,13 @@ class MockServer:
         event = {"time": round(self.clock.now(), 3), **event}
         seq = self.store.append_event(event)
         if self._record_path is not None:
-            line = json.dumps({**event, "seq": seq}, sort_keys=True)
+            self._append_record(json.dumps({**event, "seq": seq}, sort_keys=True))
+
+    def _append_record(self, line: str) -> None:
+        # The event is already in the store and the rotation already committed: a
+        # full disk must cost the recording a line, never the client its successor.
+        try:
             with self._record_lock, self._record_path.open("a") as out:
                 out.write(line + "\n")
+        except OSError as error:
+            log.warning("could not append to %s: %s", self._record_path, error)

@@ -102,6 +102,40 @@ def test_clock_offset_cannot_accumulate_to_overflow(http):
     assert http.get("/admin/clock").get_json()["offset"] == 3e9
 
 
+def test_clock_bound_holds_when_workers_advance_at_once(tmp_path):
+    """Admin API: the offset bound is checked in the write's own transaction.
+
+    Eight threads on one SQLite store each ask for 60% of the bound: exactly one
+    may succeed, whatever the interleaving.
+    """
+    import threading
+
+    from mock_server import SQLiteStore
+    from mock_server.admin_views import MAX_OFFSET_SECONDS
+    from mock_server.clock import Clock, OffsetOutOfRange
+
+    clock = Clock(SQLiteStore(tmp_path / "clock.db"))
+    start = threading.Barrier(8)
+    moved = []
+
+    def advance():
+        start.wait()
+        try:
+            clock.advance(0.6 * MAX_OFFSET_SECONDS, bound=MAX_OFFSET_SECONDS)
+            moved.append(True)
+        except OffsetOutOfRange:
+            pass
+
+    threads = [threading.Thread(target=advance) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(moved) == 1
+    assert clock.offset() == 0.6 * MAX_OFFSET_SECONDS
+
+
 # ---------------------------------------------------------------------- policy
 
 
@@ -251,6 +285,42 @@ def test_events_since_beyond_sqlite_integers_is_not_a_500(tmp_path):
     for path in ("/admin/events", "/admin/events.jsonl"):
         response = client.get(path + "?since=9223372036854775808")
         assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/admin/grants", b'{"client_id": "\\ud800"}'),
+        ("/admin/grants", b'{"user": "\\udfff"}'),
+        ("/admin/faults", b'{"kind": "http_500", "client_id": "\\ud800"}'),
+    ],
+)
+def test_lone_surrogate_is_400_on_sqlite(tmp_path, path, body):
+    """Admin API: JSON that decodes to text SQLite cannot store is a 400, not 500."""
+    from mock_server import SQLiteStore, create_app
+
+    client = create_app(MockServer(store=SQLiteStore(tmp_path / "s.db"))).test_client()
+
+    response = client.post(path, data=body, content_type="application/json")
+
+    assert_error(response, 400, "invalid_request")
+
+
+def test_unwritable_record_file_costs_no_successor(tmp_path):
+    """Admin API / DESIGN atomicity: a failing --record write never fails a refresh.
+
+    The rotation has committed when the event is written; a 500 then would lose
+    the successor (STD-RT-33).
+    """
+    mock = make_server(record="/dev/full")
+    http = http_client(mock)
+    grant = http.post("/admin/grants", json={}).get_json()
+
+    response = refresh(http, mock, grant["refresh_token"])
+
+    assert response.status_code == 200
+    assert response.get_json()["refresh_token"] != grant["refresh_token"]
+    assert [e["outcome"] for e in mock.store.events()][-1] == "rotated"
 
 
 def test_events_as_json_and_jsonl(http, mock):
