@@ -8,8 +8,9 @@ from typing import Any
 from flask import Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import snapshot
 from .errors import InvalidClient, InvalidGrant, InvalidToken, OAuthError
-from .server import MockServer
+from .server import SNAPSHOT_SETTINGS, MockServer
 
 __all__ = ["create_app", "current_server", "error_text", "json_response"]
 
@@ -115,10 +116,19 @@ def render_unexpected(exc: Exception):
     )
 
 
-def note_start() -> None:
+def start_request() -> None:
+    server = current_server()
+    if request.blueprint == "oauth":
+        g.snapshot = snapshot.begin(server.store, SNAPSHOT_SETTINGS)
     # When the request arrived: an audit tells overlapping requests (a race)
     # from sequential ones (reuse) by this, not by a guessed time window.
-    g.started = current_server().clock.now()
+    g.started = server.clock.now()
+
+
+def end_request(_error: BaseException | None) -> None:
+    token = g.pop("snapshot", None)
+    if token is not None:
+        snapshot.end(token)
 
 
 def record_event(response):
@@ -153,6 +163,7 @@ def create_app(server: MockServer | None = None) -> Flask:
     app.register_error_handler(OAuthError, render_oauth_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected)
-    app.before_request(note_start)
+    app.before_request(start_request)
     app.after_request(record_event)
+    app.teardown_request(end_request)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 
+from . import snapshot
 from .store import Store
 
 __all__ = ["Clock", "OffsetOutOfRange"]
@@ -29,8 +30,7 @@ class Clock:
         return time.time() + self.offset()
 
     def offset(self) -> float:
-        with self._store.transaction(write=False) as tx:
-            return float(tx.get("settings", OFFSET_SETTING) or 0.0)
+        return float(snapshot.read(self._store, OFFSET_SETTING) or 0.0)
 
     def advance(self, seconds: float, bound: float = math.inf) -> float:
         """Move the clock forward (or back) and return the new offset.

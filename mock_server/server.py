@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import snapshot
 from .broken import BROKEN_MODES, BROKEN_MODES_SETTING, FAULT_KINDS, FAULTS_SETTING
-from .clock import Clock
+from .clock import OFFSET_SETTING, Clock
 from .policy import DATABRICKS_EXAMPLE, AppIntegration, Policy, load_integration
 from .records import Client
 from .rotation import TokenAuthority
@@ -29,6 +30,13 @@ DEFAULT_ACCOUNT = "00000000-0000-4000-8000-000000000000"
 CREDENTIALS_SETTING = "default_credentials"
 GRANT_TYPES_SETTING = "grant_type_restrictions"
 GRANT_TYPES = ("authorization_code", "refresh_token")
+# What an OAuth request reads from one snapshot (see snapshot.py).
+SNAPSHOT_SETTINGS = (
+    OFFSET_SETTING,
+    BROKEN_MODES_SETTING,
+    FAULTS_SETTING,
+    GRANT_TYPES_SETTING,
+)
 
 
 @dataclass(frozen=True)
@@ -149,8 +157,7 @@ class MockServer:
     # --------------------------------------------------- broken modes, faults
 
     def setting(self, name: str, default: Any = None) -> Any:
-        with self.store.transaction(write=False) as tx:
-            value = tx.get("settings", name)
+        value = snapshot.read(self.store, name)
         return default if value is None else value
 
     def set_broken_modes(self, modes: list[str]) -> None:

@@ -726,3 +726,44 @@ def test_events_never_hold_a_token_or_secret(tmp_path):
     assert_no_secrets(record.read_text(), secrets)
     assert_no_secrets(http.get("/admin/events.jsonl").get_data(as_text=True), secrets)
     assert len(record.read_text().splitlines()) == len(events)
+
+
+def test_a_refresh_reads_the_settings_once(tmp_path):
+    """Serving (issue 5): a refresh costs four store transactions, not fourteen.
+
+    Settings (clock offset, broken modes, faults, grant types) come from one
+    snapshot per OAuth request; then the client, the rotation and the event. With
+    SQLite each transaction is a lock round trip shared by every worker process.
+    """
+    from mock_server import SQLiteStore
+
+    mock = MockServer(store=SQLiteStore(tmp_path / "count.db"))
+    http = http_client(mock)
+    token = http.post("/admin/grants", json={}).get_json()["refresh_token"]
+    opened = []
+    transaction = mock.store.transaction
+
+    def counting(write=True):
+        opened.append(write)
+        return transaction(write)
+
+    mock.store.transaction = counting
+    response = refresh(http, mock, token)
+
+    assert response.status_code == 200
+    assert opened == [False, False, True, True]
+
+
+def test_a_setting_changed_between_requests_is_seen(http, mock):
+    """Serving: the snapshot lives for one request; the next one reads afresh.
+
+    A broken mode switched on between two refreshes applies to the second.
+    """
+    grant = http.post("/admin/grants", json={}).get_json()
+    first = refresh(http, mock, grant["refresh_token"])
+    assert first.status_code == 200
+
+    http.put("/admin/broken-modes", json={"modes": ["no_rotation"]})
+    second = refresh(http, mock, first.get_json()["refresh_token"])
+
+    assert second.get_json().get("refresh_token") == first.get_json()["refresh_token"]
