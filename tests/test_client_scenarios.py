@@ -4,9 +4,11 @@ claims to catch it, with a message naming the requirement."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from conformance.adapters import names, resolve
+from conformance.adapters import InProcessAdapter, PythonAdapter, names, resolve
 from conformance.client_scenarios.harness import MockHarness, catalogue, run_scenario
 from conformance.profiles import CLIENT_PROFILES
 from mock_server import load_integration
@@ -98,3 +100,59 @@ def test_a_failed_scenario_record_shows_steps_transcript_and_lineage(mock, tmp_p
     text = repr(record.to_json())
     assert mock.client_secret not in text
     assert "fp:" in text
+
+
+class StateDirProbe(PythonAdapter):
+    """Seeds by writing into the state directory without creating it, and notes
+    what it found there first."""
+
+    found: list[list[str] | None] = []
+
+    def seed(self, token_response):
+        state = self.env.state_dir
+        self.found.append(
+            sorted(p.name for p in state.iterdir()) if state.is_dir() else None
+        )
+        (state / "token.json").write_text(json.dumps(token_response))
+        return {}
+
+    def call(self):
+        return {}
+
+
+def test_state_directory_exists_and_is_empty_before_the_first_action(mock, tmp_path):
+    """Protocol (ROTCERT_STATE_DIR): the suite creates the client's state
+    directory, empty, before the adapter's first action; the adapter need not."""
+    StateDirProbe.found = []
+    function, _ = CATALOGUE["C-ROT-01"]
+    adapter = InProcessAdapter(StateDirProbe, "state-dir-probe")
+
+    result = run_scenario(function, mock, adapter, tmp_path / "fresh" / "state")
+
+    assert StateDirProbe.found[:1] == [[]], result.record.steps
+    assert "seed failed" not in (result.reason or "")
+
+
+class BrokenSeed(PythonAdapter):
+    """A seed that fails whatever the token response holds."""
+
+    def seed(self, token_response):
+        raise RuntimeError("the keyring is locked")
+
+
+def test_a_broken_seed_is_a_set_up_failure_not_the_scenarios_requirement(
+    mock, tmp_path
+):
+    """C-UNK-01 (STD-RT-C09, C10): when the seed fails for a plain token response
+    too, the failure says the set-up's seed failed and why, and blames no
+    requirement on the response's unknown members."""
+    function, _ = CATALOGUE["C-UNK-01"]
+    adapter = InProcessAdapter(BrokenSeed, "broken-seed")
+
+    result = run_scenario(function, mock, adapter, tmp_path / "state")
+
+    assert result.outcome == "failed"
+    assert result.reason is not None
+    assert result.reason.startswith("set-up: the seed action"), result.reason
+    assert "the keyring is locked" in result.reason
+    assert "STD-RT-C09" not in result.reason

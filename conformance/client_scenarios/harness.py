@@ -226,6 +226,9 @@ class ClientScenario:
         self.server = mock.server
         self.adapter = adapter
         self.record = record
+        # The client's storage exists, empty, before its first action, as a
+        # fresh install's would: an adapter need not create it.
+        state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
         self.clock = clock
         self.timeout = timeout
@@ -353,18 +356,41 @@ class ClientScenario:
             f"(generation 0), scope {' '.join(granted)!r}{asked} → "
             + self.scrub(result.describe())
         )
-        if not result.ok and requirement and not result.problem:
-            self.fail_now(
-                f"{requirement}: the client could not store the token response "
-                f"(members {sorted(extra or {})}): {result.describe()}"
-            )
         if not result.ok:
-            self.fail_now(
-                "adapter: seed failed, so nothing could be tested: "
-                + result.describe()
-                + _stderr_tail(result)
-            )
+            self._seed_failed(result, tokens.response(), extra, requirement)
         return response
+
+    def _seed_failed(
+        self,
+        result: ActionResult,
+        plain: dict[str, Any],
+        extra: Mapping[str, Any] | None,
+        requirement: str | None,
+    ) -> None:
+        """Stop, naming the cause. The response's extra members are to blame
+        only if the client stores the same response without them; otherwise
+        the seed itself is broken and no requirement was tested."""
+        if requirement and extra and not result.problem and self._stores(plain):
+            self.fail_now(
+                f"{requirement}: the client stores a plain token response but not "
+                f"the same one with {', '.join(sorted(extra))} set: "
+                + result.describe()
+            )
+        self.fail_now(
+            "set-up: the seed action (storing a fresh token response, before any "
+            "refresh) failed, so nothing could be tested: "
+            + result.describe()
+            + _stderr_tail(result)
+        )
+
+    def _stores(self, response: dict[str, Any]) -> bool:
+        """Seed again with ``response``: can the client store it at all?"""
+        result = self.adapter.run("seed", self.env(), response, self.timeout)
+        self.step(
+            "seed again with a plain token response, to tell its members from a "
+            "broken seed → " + self.scrub(result.describe())
+        )
+        return result.ok
 
     def revoke_grant(self, why: str) -> None:
         client = self.server.client(self.mock.client_id)
