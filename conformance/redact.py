@@ -169,12 +169,14 @@ class Redactor:
             copy: dict[str, Any] = {}
             for key, member in value.items():
                 name = str(key)
-                if name.lower() in SECRET_FIELDS and isinstance(member, str):
-                    copy[name] = self._fingerprint_value(member)
+                # A server chooses its member names too: they are text to redact.
+                shown = self.redact(name)
+                if name.lower() in SECRET_FIELDS:
+                    copy[shown] = self._secret_json(member)
                 elif name.lower() in AUTHORIZATION_HEADERS and isinstance(member, str):
-                    copy[name] = self.redact_authorization(member)
+                    copy[shown] = self.redact_authorization(member)
                 else:
-                    copy[name] = self.redact_json(member)
+                    copy[shown] = self.redact_json(member)
             return copy
         if isinstance(value, (list, tuple)):
             return [self.redact_json(item) for item in value]
@@ -183,6 +185,19 @@ class Redactor:
         return value
 
     # ------------------------------------------------------------------ private
+
+    def _secret_json(self, value: Any) -> Any:
+        """A secret-named member's value, every string and number in it
+        fingerprinted: servers send tokens as JSON numbers too."""
+        if isinstance(value, Mapping):
+            return {self.redact(str(k)): self._secret_json(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._secret_json(item) for item in value]
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, (str, int, float)):
+            return self._fingerprint_value(str(value))
+        return value
 
     def _snapshot(self) -> tuple[re.Pattern[str] | None, dict[str, str]]:
         with self._lock:

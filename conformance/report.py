@@ -199,12 +199,12 @@ def _exchange_html(number: int, data: Mapping[str, Any], redactor: Redactor) -> 
     request = _message(
         f"{method} {url}",
         redactor.redact_headers(data.get("request_headers") or {}),
-        r(str(data.get("request_body") or "")),
+        _shown_body(str(data.get("request_body") or ""), redactor),
     )
     response = _message(
         answered,
         redactor.redact_headers(data.get("response_headers") or {}),
-        r(str(data.get("response_body") or "")),
+        _shown_body(str(data.get("response_body") or ""), redactor),
     )
     return (
         f'<details class="rotcert-exchange"><summary>{summary}</summary>'
@@ -218,15 +218,25 @@ def _exchange_html(number: int, data: Mapping[str, Any], redactor: Redactor) -> 
 def _message(first_line: str, headers: Mapping[str, str], body: str) -> str:
     lines = [first_line, *(f"{name}: {value}" for name, value in headers.items())]
     if body:
-        lines += ["", _pretty(body)]
+        lines += ["", body]
     return "\n".join(lines)
 
 
-def _pretty(body: str) -> str:
+def _shown_body(body: str, redactor: Redactor) -> str:
+    """A body redacted for the page, and pretty-printed when it is JSON.
+
+    JSON is parsed before it is redacted: a server that spells a member name or a
+    token with escapes (refresh\\u005ftoken) would slip past redaction of the raw
+    text and show the token once decoded here.
+    """
     try:
-        return json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    except ValueError:
-        return body
+        parsed = json.loads(body)
+        pretty = json.dumps(redactor.redact_json(parsed), indent=2, ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or nested past reading
+        return redactor.redact(body)
+    # The decoded text gets the text pass every other value gets, for what the
+    # structure hides from redact_json (a name=value pair inside a member name).
+    return redactor.redact(pretty)
 
 
 # ------------------------------------------------------------------- verdicts

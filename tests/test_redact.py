@@ -178,6 +178,26 @@ def test_redact_json_fingerprints_secret_members():
     }
 
 
+def test_redact_json_redacts_member_names_and_numeric_tokens():
+    """A decoded server answer loses a registered secret used as a member name,
+    and a token sent as a number or inside a list under a secret name."""
+    redactor = Redactor([TOKEN])
+    answer = {
+        TOKEN: "named after the token",
+        "refresh_token": 987654321987654,
+        "token": [f"list-held-{TOKEN}", 12345678901],
+        "expires_in": 3600,
+        "active": True,
+    }
+
+    redacted = json.dumps(redactor.redact_json(answer))
+
+    for secret in (TOKEN, "987654321987654", "12345678901"):
+        assert secret not in redacted
+    assert json.loads(redacted)["expires_in"] == 3600
+    assert json.loads(redacted)["active"] is True
+
+
 def test_concurrent_add_and_redact():
     """Threads adding and redacting at once lose no secret and raise nothing."""
     redactor = Redactor()

@@ -233,6 +233,45 @@ def test_scenario_html_redacts_secrets_it_is_told_about():
     assert fingerprint("leaked-refresh-token") in html
 
 
+def test_escaped_json_bodies_are_redacted_as_decoded():
+    """Issue 3 (Verdict and reports): a body that spells a member name or a
+    registered token with JSON escapes shows neither token once pretty-printed."""
+    redactor = Redactor(["Registered-refresh-token-1"])
+    escaped_name = '{"refresh\\u005ftoken": "unregistered-refresh-token-2"}'
+    escaped_value = '{"error_description": "bad \\u0052egistered-refresh-token-1"}'
+    number = '{"acc\\u0065ss_token": 987654321987654}'
+    scenario = record(
+        transcript=[
+            exchange(response_body=escaped_name),
+            exchange(response_body=escaped_value),
+            exchange(request_body=number, response_body=number),
+        ]
+    )
+
+    html = scenario_html(scenario, redactor)
+
+    text = Page(html).all_text()
+    for token in (
+        "unregistered-refresh-token-2",
+        "Registered-refresh-token-1",
+        "987654321987654",
+    ):
+        assert token not in text
+    assert fingerprint("unregistered-refresh-token-2") in text
+    assert f"bad {fingerprint('Registered-refresh-token-1')}" in text
+
+
+def test_deeply_nested_json_body_is_shown_as_text():
+    """Issue 3 (Reaching a server): a body nested past what json can read is
+    shown redacted as text; the report is still written."""
+    nested = "[" * 100_000 + "]" * 100_000
+    scenario = record(transcript=[exchange(response_body=nested)])
+
+    html = scenario_html(scenario)
+
+    assert "[[[[" in Page(html).all_text()
+
+
 def test_unknown_outcome_is_shown_as_failed():
     """An outcome outside passed/failed/skipped cannot pass silently."""
     page = Page(scenario_html(record(outcome="weird")))
