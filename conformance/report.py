@@ -283,8 +283,11 @@ def verdict_html(
     else:
         parts.append("<p>No profile was judged: no rotcert scenario ran.</p>")
 
+    broken = shown.pop("broken_modes", None)
+    if shown or broken:
+        parts.append("<h4>Target</h4>" + _broken_modes_html(broken))
     if shown:
-        parts.append(f"<h4>Target</h4>{_mapping_table(shown)}")
+        parts.append(_mapping_table(shown))
     if policy:
         parts.append(
             "<details><summary>Declared policy</summary>"
@@ -292,6 +295,20 @@ def verdict_html(
         )
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _broken_modes_html(broken: Any) -> str:
+    """A warning that the mock was broken on purpose (--broken-mode): its verdict
+    shows the catalogue catching the bug, not a server's conformance."""
+    if not broken:
+        return ""
+    modes = broken if isinstance(broken, list) else [broken]
+    names = ", ".join(f"<code>{escape(str(mode))}</code>" for mode in modes)
+    return (
+        '<p class="rotcert-broken-modes" style="color:#c53030"><b>Broken mode '
+        f"active:</b> {names} — the mock is deliberately wrong, so failures are "
+        "expected.</p>"
+    )
 
 
 def _verdict_row(verdict: Mapping[str, Any], redactor: Redactor) -> str:
@@ -385,6 +402,9 @@ def write_summary(
         dir=destination.parent, prefix=destination.name, suffix=".tmp"
     )
     try:
+        # mkstemp makes the file private (0600); the summary holds only redacted
+        # values, so it gets the mode the other reports get from open().
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(summary, stream, indent=2, ensure_ascii=False)
             stream.write("\n")
@@ -393,3 +413,10 @@ def write_summary(
         Path(temporary).unlink(missing_ok=True)
         raise
     return summary
+
+
+def _umask() -> int:
+    """The process's umask, which can only be read by setting it."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -321,6 +321,21 @@ def test_verdict_banner_summarises_target_and_policy_without_secrets():
     assert "Declared policy" in text
 
 
+def test_verdict_banner_shows_an_active_broken_mode_in_the_target_section():
+    """DESIGN (mutation, rotcert server --broken-mode): the Target section says
+    which broken modes the mock ran with, escaped, so a NOT CERTIFIED verdict
+    of a deliberately broken mock is not read as a real server's."""
+    target = {"name": "embedded", "broken_modes": ["reuse_accepted", HOSTILE_ATTR]}
+
+    page = Page(verdict_html(verdicts(), target))
+
+    assert_nothing_injected(page)
+    text = page.all_text()
+    assert "Broken mode active:" in text
+    assert text.index("Target") < text.index("reuse_accepted")
+    assert HOSTILE_ATTR in text
+
+
 def test_verdict_banner_escapes_hostile_reasons():
     """A failing reason quoting the server cannot inject markup."""
     hostile = verdicts()
@@ -352,6 +367,19 @@ def test_write_summary_schema(tmp_path):
     assert data["scenarios"][0]["lineages"][0]["family"] == "fam-1"
     assert data["verdicts"][1]["failed"][0]["id"] == "S-REUSE-02"
     assert list(tmp_path.joinpath("out").iterdir()) == [path]
+
+
+def test_summary_gets_the_same_file_mode_as_the_other_reports(tmp_path):
+    """Reports and CI: summary.json holds only redacted values, so it is written
+    with the mode open() gives report.html and junit.xml (0644 under umask 022),
+    not mkstemp's private 0600."""
+    path = tmp_path / "summary.json"
+    other = tmp_path / "report.html"
+
+    write_summary(path, verdicts(), [record()], {})
+    other.write_text("<html></html>")
+
+    assert path.stat().st_mode & 0o777 == other.stat().st_mode & 0o777
 
 
 # ------------------------------------------------------------------ end to end
