@@ -41,6 +41,7 @@ __all__ = [
     "WSGIAdapter",
     "describe_failure",
     "diagnose",
+    "json_kind",
 ]
 
 # How much of a body an Exchange keeps, and how much of an answer is read at all.
@@ -538,7 +539,7 @@ def diagnose(
         )
     if not isinstance(parsed, dict):
         return (
-            f"answered JSON {_json_kind(parsed)} where a JSON object was expected: "
+            f"answered JSON {json_kind(parsed)} where a JSON object was expected: "
             f"{_snippet(text)}"
         )
     return None
@@ -619,7 +620,10 @@ def _last_words(causes: list[BaseException]) -> str:
     return str(innermost) or type(innermost).__name__
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words, to name it in a message."""
+    if isinstance(value, dict):
+        return "object"
     if isinstance(value, list):
         return "array"
     if isinstance(value, str):
@@ -682,7 +686,9 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
         return json.loads(text), None
     except json.JSONDecodeError as exc:
         return None, f"{exc.msg} at line {exc.lineno} column {exc.colno}"
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        return None, "nested too deeply to read"
+    except ValueError as exc:
         return None, str(exc) or type(exc).__name__
 
 

@@ -33,6 +33,7 @@ from .target import (
     declared_integration,
     discover,
     embedded_target,
+    fetch_json,
 )
 from .timecontrol import AdminClock, FrozenTime, RealWait, TimeControl
 
@@ -200,9 +201,9 @@ class RotcertSession:
     def _compare_policies(self, session, admin: str) -> None:
         """A rotcert mock says what it runs: warn when that is not what was
         declared (the expectations still come from the declaration)."""
+        body, _ = fetch_json(session, admin.rstrip("/") + "/clients", self.timeout)
         try:
-            reply = session.get(admin.rstrip("/") + "/clients", timeout=self.timeout)
-            clients = reply.json().get("clients", [])
+            clients = (body or {}).get("clients", [])
             running = next(c for c in clients if c.get("role") == "main")
             policy = load_policy(running["token_access_policy"])
         except Exception:  # an unreadable answer says nothing either way

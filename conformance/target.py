@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -19,7 +20,7 @@ from mock_server import (
 )
 from mock_server.policy import Policy
 
-from .http import HttpClient, WSGIAdapter
+from .http import HttpClient, WSGIAdapter, json_kind
 from .redact import Redactor
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "declared_integration",
     "discover",
     "embedded_target",
+    "fetch_json",
 ]
 
 EMBEDDED_URL = "http://rotcert.embedded"
@@ -152,18 +154,63 @@ def embedded_target(
     )
 
 
-def _fetch_json(session: requests.Session, url: str, timeout: float) -> dict | None:
+def fetch_json(
+    session: requests.Session, url: str, timeout: float
+) -> tuple[dict[str, Any] | None, str]:
+    """GET a JSON object: the object, or None and why not, as a sentence.
+
+    The target answers through HttpClient, so its whole answer must arrive within
+    the timeout and within the size cap: a server that drips its metadata or sends
+    gigabytes of it cannot hang the run or exhaust its memory.
+    """
+    with HttpClient(Redactor(), timeout=timeout, session=session) as http:
+        reply = http.get(url, step="discovery")
+
+    if reply.diagnosis is not None:
+        return None, reply.explain()
+    if reply.status != 200:
+        return None, f"GET {reply.url} answered HTTP {reply.status}"
+    return reply.json, ""
+
+
+# Metadata members that become endpoints (RFC 8414 §2, and the mock's own).
+METADATA_ENDPOINTS = (
+    "token_endpoint",
+    "authorization_endpoint",
+    "revocation_endpoint",
+    "introspection_endpoint",
+    "rotcert_resource_endpoint",
+    "rotcert_admin_endpoint",
+)
+
+
+def _check_metadata(metadata: dict[str, Any], url: str) -> None:
+    """Every endpoint the metadata names is an http(s) URL, or TargetError."""
+    for name in METADATA_ENDPOINTS:
+        value = metadata.get(name)
+        if value is None and name != "token_endpoint":
+            continue
+
+        problem = _url_problem(value)
+        if problem:
+            raise TargetError(
+                f"The metadata at {url} gives {name} as {problem}; it must be an "
+                "http:// or https:// URL. Give the endpoints explicitly "
+                "(--rotcert-token-endpoint and the others) instead of --rotcert-issuer."
+            )
+
+
+def _url_problem(value: Any) -> str | None:
+    """None for a usable absolute http(s) URL; else what the value is instead."""
+    if not isinstance(value, str):
+        return f"a JSON {json_kind(value)}"
+    shown = repr(value[:80] + ("…" if len(value) > 80 else ""))
     try:
-        reply = session.get(url, timeout=timeout, allow_redirects=False)
-    except requests.RequestException:
-        return None
-    if reply.status_code != 200:
-        return None
-    try:
-        body = reply.json()
+        parts = urlsplit(value)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+        usable = False
+    return None if usable else shown
 
 
 def discover(session: requests.Session, issuer: str, timeout: float) -> dict[str, Any]:
@@ -179,13 +226,17 @@ def discover(session: requests.Session, issuer: str, timeout: float) -> dict[str
         candidates.append(
             f"{scheme}://{host}/.well-known/oauth-authorization-server/{path}"
         )
+    tried = []
     for url in candidates:
-        metadata = _fetch_json(session, url, timeout)
-        if metadata and "token_endpoint" in metadata:
+        metadata, why = fetch_json(session, url, timeout)
+        if metadata is not None and "token_endpoint" in metadata:
+            _check_metadata(metadata, url)
             return metadata
+        tried.append(why or f"{url} names no token_endpoint")
+
     raise TargetError(
         f"No authorization server metadata with a token_endpoint at {issuer} (tried "
-        + ", ".join(candidates)
+        + "; ".join(tried)
         + "). Give --rotcert-token-endpoint and the other endpoints explicitly."
     )
 
@@ -194,13 +245,21 @@ def admin_clients(
     session: requests.Session, admin: str, timeout: float
 ) -> dict[str, ClientCredentials]:
     """A rotcert mock's clients, by role, read from its admin API."""
-    body = _fetch_json(session, admin + "/clients", timeout) or {}
+    body = fetch_json(session, admin + "/clients", timeout)[0] or {}
+    entries = body.get("clients")
     found = {}
-    for entry in body.get("clients", []):
-        role = entry.get("role")
-        if role:
-            secret = entry.get("client_secret")
-            found[role] = ClientCredentials(
-                entry["client_id"], secret, "basic" if secret else "none"
-            )
+    # The admin endpoint may come from a hostile server's metadata: an entry
+    # that is not shaped like the mock's is ignored, not trusted.
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        role, client_id = entry.get("role"), entry.get("client_id")
+        secret = entry.get("client_secret")
+        if not (isinstance(role, str) and role and isinstance(client_id, str)):
+            continue
+        if secret is not None and not isinstance(secret, str):
+            continue
+        found[role] = ClientCredentials(
+            client_id, secret, "basic" if secret else "none"
+        )
     return found

@@ -22,9 +22,12 @@ from urllib.parse import parse_qs
 # its plugin) afresh each run.
 import hypothesis  # noqa: F401
 import pytest
+import requests
 import werkzeug.test  # noqa: F401
 
 import conformance.session  # noqa: F401
+from conformance.http import MAX_READ_BYTES
+from conformance.target import TargetError, discover
 
 pytest_plugins = ["pytester"]
 
@@ -46,6 +49,18 @@ DIAGNOSES = {
 
 ECHO_ACCESS = "echo-access-token-0123456789abcdef"
 ECHOED_NUMBER_TRIGGER = "echo-number-please-0123456789abcdef"
+
+# Discovery metadata with one unusable endpoint: the field, its value, and how
+# the error names the value.
+BAD_METADATA = {
+    "list": ("token_endpoint", ["x"], "token_endpoint as a JSON array"),
+    "number": ("token_endpoint", 42, "token_endpoint as a JSON number"),
+    "null": ("token_endpoint", None, "token_endpoint as a JSON null"),
+    "object": ("revocation_endpoint", {"u": 1}, "revocation_endpoint as a JSON object"),
+    "relative": ("authorization_endpoint", "/authorize", "as '/authorize'"),
+    "bad-host": ("introspection_endpoint", "http://[::1", "as 'http://[::1'"),
+}
+DRIP_BYTES, DRIP_PAUSE = 100, 0.05
 
 PYTHON_ERRORS = re.compile(
     r"Traceback|File \"|\b(Key|Attribute|Type|Value|Index|Name|JSONDecode)Error\b"
@@ -124,6 +139,36 @@ class Hostile(BaseHTTPRequestHandler):
             "error_description": f"Refresh token is invalid: bad token {presented}",
         }
         self.send(400, json.dumps(body).encode(), "application/json")
+
+    def answer_deep(self):
+        self.send(200, b"[" * 100_000 + b"]" * 100_000, "application/json")
+
+    def answer_meta(self):
+        # /meta/CASE/.well-known/...: metadata with one endpoint of a wrong type.
+        field, value, _ = BAD_METADATA[self.path.strip("/").split("/")[1]]
+        body = {"token_endpoint": "http://127.0.0.1:9/token", field: value}
+        self.send(200, json.dumps(body).encode(), "application/json")
+
+    def answer_drip(self):
+        # Each byte arrives well within a read timeout; the whole never does.
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(DRIP_BYTES))
+        self.end_headers()
+        try:
+            for _ in range(DRIP_BYTES):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(DRIP_PAUSE)
+        except OSError:
+            self.close_connection = True
+
+    def answer_huge(self):
+        body = {"token_endpoint": "http://127.0.0.1:9/token", "pad": "a" * 3_000_000}
+        try:
+            self.send(200, json.dumps(body).encode(), "application/json")
+        except OSError:  # rotcert stops reading at its cap and hangs up
+            self.close_connection = True
 
     def answer_script(self):
         body = {"error": "invalid_grant", "error_description": SCRIPT, IMAGE: IMAGE}
@@ -339,3 +384,56 @@ def test_tokens_the_target_echoes_never_reach_any_output(
     summary = json.loads((pytester.path / "summary.json").read_text())
     reasons = " ".join(s["reason"] or "" for s in summary["scenarios"])
     assert "bad token fp:" in reasons
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_discovery_answer_nested_too_deeply_is_a_clear_error(hostile_url: str):
+    """Issue 3 (Reaching a server): metadata nested 100000 deep is said to be
+    unreadable, naming the URL; no RecursionError escapes."""
+    with pytest.raises(TargetError) as info:
+        discover(requests.Session(), f"{hostile_url}/deep", 5.0)
+
+    message = str(info.value)
+    assert "No authorization server metadata" in message
+    assert f"GET {hostile_url}/deep/.well-known/" in message
+    assert "nested too deeply to read" in message
+
+
+@pytest.mark.parametrize("case", sorted(BAD_METADATA))
+def test_discovery_metadata_endpoint_of_a_wrong_type_names_the_field(
+    hostile_url: str, case: str
+):
+    """Issue 3 (Reaching a server): a metadata endpoint that is a list, a number,
+    null, an object or no absolute http(s) URL is a usage error naming the
+    field, not a TypeError in the redactor or urllib3."""
+    with pytest.raises(TargetError) as info:
+        discover(requests.Session(), f"{hostile_url}/meta/{case}", 5.0)
+
+    message = str(info.value)
+    assert BAD_METADATA[case][2] in message
+    assert "it must be an http:// or https:// URL" in message
+    assert not PYTHON_ERRORS.search(message)
+
+
+def test_discovery_that_drips_is_abandoned_at_the_timeout(hostile_url: str):
+    """Issue 3 (Reaching a server): metadata sent a byte at a time is abandoned
+    after --rotcert-timeout in total, not after however long the server likes."""
+    started = time.monotonic()
+    with pytest.raises(TargetError) as info:
+        discover(requests.Session(), f"{hostile_url}/drip", 0.3)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < DRIP_BYTES * DRIP_PAUSE * 0.8
+    assert f"no answer from GET {hostile_url}/drip/.well-known/" in str(info.value)
+    assert "timed out after 0.3 s" in str(info.value)
+
+
+def test_discovery_answer_too_large_is_refused(hostile_url: str):
+    """Issue 3 (Reaching a server): metadata over the size cap is refused after
+    reading the cap, however much the server sends."""
+    with pytest.raises(TargetError) as info:
+        discover(requests.Session(), f"{hostile_url}/huge", 5.0)
+
+    assert f"answered more than {MAX_READ_BYTES} bytes" in str(info.value)
