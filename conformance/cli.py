@@ -124,7 +124,7 @@ def run_pytest(argv: list[str], out: Path) -> int:
     os.environ["ROTCERT_CLI"] = "1"
     stage = out / STAGE
     try:
-        code = pytest.main(argv)
+        code = pytest.main(argv, plugins=[_staging_unnamed()])
     finally:
         if before is None:
             os.environ.pop("ROTCERT_CLI", None)
@@ -155,6 +155,30 @@ def run_pytest(argv: list[str], out: Path) -> int:
         return EXIT_NOT_CERTIFIED
     certified = all(v["certified"] for v in verdicts)
     return EXIT_CERTIFIED if certified else EXIT_NOT_CERTIFIED
+
+
+def _staging_unnamed() -> object:
+    """A plugin that drops the lines in which pytest-html and JUnit name the
+    reports they wrote: those are in the staging folder, gone when the run ends,
+    and run_pytest prints where the reports really are."""
+    import pytest
+
+    class StagingUnnamed:
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_terminal_summary(self, terminalreporter):
+            write_sep = terminalreporter.write_sep
+
+            def unless_staged(sep: str, title: str | None = None, **markup):
+                if title is None or STAGE not in title:
+                    write_sep(sep, title, **markup)
+
+            terminalreporter.write_sep = unless_staged
+            try:
+                yield
+            finally:
+                del terminalreporter.write_sep
+
+    return StagingUnnamed()
 
 
 def run_server(args: argparse.Namespace) -> int:

@@ -40,6 +40,14 @@ from .timecontrol import AdminClock, FrozenTime, RealWait, TimeControl
 __all__ = ["RotcertSession", "printable"]
 
 
+# A client run's mock does not run the declared policy as it is: each scenario
+# lays its own rotation rules over it, and a command adapter gets 1 s access
+# tokens.
+CLIENT_RUN_POLICY = (
+    "set by each scenario over the declared one (its first step names it)"
+)
+
+
 def printable(text: str) -> str:
     """Text a hostile server wrote, safe for a terminal: control characters
     (escape sequences that could fake a verdict line) are shown as escapes."""
@@ -166,9 +174,12 @@ class RotcertSession:
         if client_id:
             secret = options.secret("client_secret")
             if secret is None and auth != "none":
+                default = ", the default" if auth == "basic" else ""
                 raise TargetError(
-                    f"client {client_id!r} uses {auth} authentication: set "
-                    "ROTCERT_CLIENT_SECRET (or --rotcert-client-auth none)"
+                    f"client {client_id!r} authenticates with a secret "
+                    f"(--rotcert-client-auth {auth}{default}), "
+                    "but ROTCERT_CLIENT_SECRET is not set: set it, or give "
+                    "--rotcert-client-auth none for a public client"
                 )
             client = ClientCredentials(client_id, secret, auth)
         elif "main" in known:
@@ -180,7 +191,8 @@ class RotcertSession:
         if second_id and second_secret is None and auth != "none":
             raise TargetError(
                 f"second client {second_id!r} needs its secret in "
-                "ROTCERT_SECOND_CLIENT_SECRET"
+                "ROTCERT_SECOND_CLIENT_SECRET (or, if both clients are public, "
+                "give --rotcert-client-auth none)"
             )
         second = (
             ClientCredentials(second_id, second_secret, auth)
@@ -449,15 +461,27 @@ class RotcertSession:
     def describe_target(self) -> dict[str, Any]:
         adapter = os.environ.get("ROTCERT_ADAPTER")
         if adapter:
-            described = {"name": f"client adapter {adapter}", "adapter": adapter}
+            described = {
+                "name": f"client adapter {adapter}",
+                "adapter": adapter,
+                "server_policy": CLIENT_RUN_POLICY,
+            }
         elif self._target is not None:
             described = self._target.describe()
+            described.update(self._broken_modes())
         else:
             described = {}
         described.setdefault("declared_policy", self.integration.policy.to_json())
         if self.notes:
             described["warnings"] = [options.cli_flags(n) for n in self.notes]
         return described
+
+    def _broken_modes(self) -> dict[str, list[str]]:
+        """The embedded mock's broken modes, if any: a reader must see that the
+        target was deliberately wrong before reading its verdict."""
+        embedded = self._target.embedded if self._target else None
+        broken = sorted(embedded.broken_modes()) if embedded is not None else []
+        return {"broken_modes": broken} if broken else {}
 
     def pytest_html_report_title(self, report) -> None:
         # Called before the first scenario builds the target: name it from options.
@@ -492,8 +516,12 @@ class RotcertSession:
             return
         write = terminalreporter.write_line
         terminalreporter.section("rotcert verdict")
-        policy = self.integration.policy.to_json()
-        write("declared policy: " + ", ".join(f"{k}={v}" for k, v in policy.items()))
+        if os.environ.get("ROTCERT_ADAPTER"):
+            write("server policy: " + CLIENT_RUN_POLICY)
+        else:
+            policy = self.integration.policy.to_json()
+            fields = ", ".join(f"{k}={v}" for k, v in policy.items())
+            write("declared policy: " + fields)
         for note in self.notes:
             write("warning: " + options.cli_flags(note), yellow=True)
         for verdict in self.verdicts():

@@ -332,15 +332,18 @@ def rotcert(pytester: pytest.Pytester, capsys: pytest.CaptureFixture[str]):
     """``rotcert server ARGS`` in this process: the CLI's own code, with its
     pytest run isolated by pytester. Returns (exit code, stdout + stderr)."""
 
-    def run(*args: str, plugins: tuple = ()) -> tuple[int, str]:
-        def isolated_main(argv: list[str]) -> int:
+    def run(
+        *args: str, plugins: tuple = (), command: str = "server"
+    ) -> tuple[int, str]:
+        def isolated_main(argv: list[str], plugins: list | tuple = ()) -> int:
             # pytest-benchmark warns under xdist; the project disables it too.
             argv = ["-p", "no:benchmark", *argv]
-            return pytester.inline_run(*argv, plugins=list(plugins)).ret
+            return pytester.inline_run(*argv, plugins=[*extra, *plugins]).ret
 
+        extra = list(plugins)
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(pytest, "main", isolated_main)
-            code = cli.main(["server", *args])
+            code = cli.main([command, *args])
         captured = capsys.readouterr()
         return code, captured.out + captured.err
 
@@ -389,7 +392,7 @@ USAGE_ERRORS = {
     ),
     "missing-client-secret": (
         ["--token-endpoint=http://127.0.0.1:{closed}/token", "--client-id=c"],
-        "set ROTCERT_CLIENT_SECRET",
+        "ROTCERT_CLIENT_SECRET is not set: set it, or give --client-auth none",
     ),
 }
 
@@ -414,6 +417,74 @@ def test_usage_error_exits_2(rotcert, pytester: pytest.Pytester, case: str):
     assert message.format(closed=closed) in text
     assert "Traceback" not in text
     assert "rotcert rfc9700" not in text
+
+
+def test_missing_second_client_secret_names_client_auth_none(
+    rotcert, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """Usage errors: a second client without its secret is refused with both
+    fixes, its variable and ``--client-auth none`` for public clients."""
+    monkeypatch.setenv("ROTCERT_CLIENT_SECRET", "main-secret")
+    token = f"--token-endpoint=http://127.0.0.1:{closed_port()}/token"
+    out = pytester.path / "reports"
+
+    code, text = rotcert(f"--out={out}", token, "--client-id=c", "--second-client-id=d")
+
+    assert code == cli.EXIT_USAGE, text
+    assert (
+        "second client 'd' needs its secret in ROTCERT_SECOND_CLIENT_SECRET (or, "
+        "if both clients are public, give --client-auth none)"
+    ) in text
+
+
+def test_broken_mode_is_named_in_the_summary_and_the_report_target(
+    rotcert, pytester: pytest.Pytester
+):
+    """DESIGN (mutation): with ``--broken-mode``, summary.json's target and the
+    HTML report's Target section name the broken mode the mock ran with."""
+    out = pytester.path / "reports"
+
+    code, text = rotcert(
+        f"--out={out}", "--broken-mode=reuse_accepted", "-k", "S-ROT-01"
+    )
+
+    assert code == cli.EXIT_NOT_CERTIFIED, text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["target"]["broken_modes"] == ["reuse_accepted"]
+    html = (out / "report.html").read_text()
+    assert "Broken mode active:</b> <code>reuse_accepted</code>" in html
+
+
+def test_no_printed_path_names_the_staging_folder(rotcert, pytester: pytest.Pytester):
+    """Reports and CI: the run prints where report.html and junit.xml end up;
+    pytest-html's and JUnit's own lines, which name the staging folder that is
+    gone after the run, are not printed."""
+    out = pytester.path / "reports"
+
+    code, text = rotcert(f"--out={out}", "-k", "S-ROT-01")
+
+    assert code == cli.EXIT_NOT_CERTIFIED, text
+    assert cli.STAGE not in text
+    assert f"report:  {out / 'report.html'}" in text
+
+
+def test_client_run_prints_no_declared_policy_it_does_not_run(
+    rotcert, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """rotcert client: each scenario sets the mock's policy itself (and a command
+    adapter gets 1 s access tokens), so the verdict does not print the declared
+    policy as if the mock ran it, and names no staging folder."""
+    monkeypatch.setenv("ROTCERT_ADAPTER", "")  # run_client sets it; undone after
+    out = pytester.path / "reports"
+
+    code, text = rotcert(
+        "--adapter=reference", f"--out={out}", "-k", "C-ROT-01", command="client"
+    )
+
+    assert code == cli.EXIT_NOT_CERTIFIED, text
+    assert "declared policy:" not in text
+    assert "server policy: set by each scenario" in text
+    assert cli.STAGE not in text
 
 
 def test_unwritable_report_folder_exits_2(rotcert, pytester: pytest.Pytester):
