@@ -44,7 +44,7 @@ SERVER_FLAGS = [
     ("time", "freeze | admin | wait (default: by target)"),
     ("wait-budget", "seconds of real waiting allowed per scenario (default 0)"),
     ("timeout", "seconds per request (default 10)"),
-    ("race-threads", "parallel refreshes per race round (default 8)"),
+    ("race-threads", "parallel refreshes per race round (2 to 256, default 8)"),
     ("race-rounds", "race rounds (default 20)"),
     ("broken-mode", "embedded target only: switch on a broken mode, to see a fail"),
 ]

@@ -73,7 +73,7 @@ OPTIONS = [
         "0",
     ),
     Option("timeout", "seconds before a request to the target is abandoned", "10"),
-    Option("race-threads", "parallel refreshes per race round", "8"),
+    Option("race-threads", "parallel refreshes per race round (2 to 256)", "8"),
     Option("race-rounds", "race rounds", "20"),
     Option("summary", "write the JSON summary here"),
     Option("broken-mode", "embedded target only: switch on a broken mode (demo)"),

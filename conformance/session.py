@@ -39,6 +39,8 @@ from .timecontrol import AdminClock, FrozenTime, RealWait, TimeControl
 
 __all__ = ["RotcertSession", "printable"]
 
+MAX_RACE_THREADS = 256
+
 
 # A client run's mock does not run the declared policy as it is: each scenario
 # lays its own rotation rules over it, and a command adapter gets 1 s access
@@ -54,7 +56,9 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in text)
 
 
-def _number(config: pytest.Config, name: str, least: float = 0) -> float:
+def _number(
+    config: pytest.Config, name: str, least: float = 0, most: float = math.inf
+) -> float:
     raw = options.option(config, name)
     try:
         value = float(raw)  # type: ignore[arg-type]
@@ -70,6 +74,10 @@ def _number(config: pytest.Config, name: str, least: float = 0) -> float:
     if value < least:
         raise pytest.UsageError(
             f"--rotcert-{name} must be at least {least:g}, got {raw!r}"
+        )
+    if value > most:
+        raise pytest.UsageError(
+            f"--rotcert-{name} must be at most {most:g}, got {raw!r}"
         )
     return value
 
@@ -90,7 +98,11 @@ class RotcertSession:
         self._time: TimeControl | None = None
         self.timeout = _number(config, "timeout", least=0.01)
         self.wait_budget = _number(config, "wait-budget")
-        self.race_threads = int(_number(config, "race-threads", least=2))
+        # Each race thread is a real thread: a few hundred is already a stampede,
+        # and far more would fail to start.
+        self.race_threads = int(
+            _number(config, "race-threads", least=2, most=MAX_RACE_THREADS)
+        )
         self.race_rounds = int(_number(config, "race-rounds", least=1))
         auth = options.option(config, "client-auth") or "basic"
         if auth not in ("basic", "post", "none"):

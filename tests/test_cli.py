@@ -487,6 +487,18 @@ def test_client_run_prints_no_declared_policy_it_does_not_run(
     assert cli.STAGE not in text
 
 
+def test_race_threads_beyond_the_cap_is_a_usage_error(
+    rotcert, pytester: pytest.Pytester
+):
+    """Issue 3 (Verdict): --race-threads above 256 is a usage error when the run
+    starts, not a RuntimeError when the race scenario cannot start its threads."""
+    code, text = rotcert(f"--out={pytester.path / 'r'}", "--race-threads=100000")
+
+    assert code == cli.EXIT_USAGE, text
+    assert "--race-threads must be at most 256, got '100000'" in text
+    assert "Traceback" not in text
+
+
 def test_unwritable_report_folder_exits_2(rotcert, pytester: pytest.Pytester):
     """Issue 3 (Verdict): a report folder that cannot be made is a usage error
     (exit 2 and a message), not a traceback."""
