@@ -8,10 +8,11 @@ import json
 import os
 import secrets
 import shlex
+import stat
 import subprocess
 import threading
-from pathlib import Path
-from typing import Any, Protocol
+import time
+from typing import IO, Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .http import HttpClient
@@ -163,7 +164,15 @@ class CommandGrants:
     def __init__(
         self, command: str, endpoints: Any = None, timeout: float = 60.0
     ) -> None:
-        self.command = shlex.split(command)
+        try:
+            self.command = shlex.split(command)
+        except ValueError as exc:
+            raise GrantError(
+                f"--rotcert-grant-source command:{command} cannot be split into "
+                f"words ({exc}); quote it as a shell would"
+            ) from None
+        if not self.command:
+            raise GrantError("--rotcert-grant-source command: names no command")
         self.endpoints = endpoints
         self.timeout = timeout
 
@@ -180,30 +189,126 @@ class CommandGrants:
         return env
 
     def mint(self, http, client, scope):
+        name = self.command[0]
+        code, stdout, stderr = _run_capped(
+            self.command, self._environment(client, scope), self.timeout
+        )
+        if code != 0:
+            said = stderr.decode("utf-8", "replace").strip()[:300]
+            raise GrantError(f"grant command exited {code}: {said}")
+
         try:
-            done = subprocess.run(
-                self.command,
-                env=self._environment(client, scope),
-                capture_output=True,
-                text=True,
-                timeout=self.timeout,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            text = stdout.decode("utf-8")
+        except UnicodeDecodeError as exc:
             raise GrantError(
-                f"grant command {self.command[0]!r} failed: {exc}"
+                f"grant command {name!r} printed bytes that are not UTF-8 text "
+                f"(at byte {exc.start}); it must print one JSON token response"
             ) from None
-        if done.returncode != 0:
-            raise GrantError(
-                f"grant command exited {done.returncode}: {done.stderr.strip()[:300]}"
-            )
-        try:
-            body = json.loads(done.stdout)
-        except ValueError:
-            raise GrantError("grant command did not print a JSON object") from None
+        body = _json_value(text, f"grant command {name!r} printed")
         if not isinstance(body, dict) or not body.get("refresh_token"):
             raise GrantError("grant command printed no refresh_token")
         return body
+
+
+# A token response is a few kilobytes: more than this is a mistake, not a grant.
+MAX_GRANT_BYTES = 1024 * 1024
+# How much of a failing grant command's stderr is kept to quote.
+STDERR_KEPT_BYTES = 64 * 1024
+
+
+def _run_capped(
+    command: list[str], env: dict[str, str], timeout: float
+) -> tuple[int, bytes, bytes]:
+    """Run a grant command: exit code, stdout and the start of stderr.
+
+    Unlike subprocess.run, this reads at most MAX_GRANT_BYTES of stdout, so a
+    command that prints without end cannot exhaust the run's memory; the whole
+    run, output included, is bounded by timeout.
+    """
+    name = command[0]
+    try:
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise GrantError(f"grant command {name!r} failed: {exc}") from None
+
+    box: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(
+            target=_read_stream,
+            args=(proc.stdout, MAX_GRANT_BYTES + 1, box, "stdout", False),
+            daemon=True,
+        ),
+        threading.Thread(
+            target=_read_stream,
+            args=(proc.stderr, STDERR_KEPT_BYTES, box, "stderr", True),
+            daemon=True,
+        ),
+    ]
+    for reader in readers:
+        reader.start()
+
+    deadline = time.monotonic() + timeout
+    try:
+        readers[0].join(timeout)
+        if readers[0].is_alive():
+            raise GrantError(
+                f"grant command {name!r} did not finish within {timeout:g} s"
+            )
+        if len(box.get("stdout", b"")) > MAX_GRANT_BYTES:
+            raise GrantError(
+                f"grant command {name!r} printed more than {MAX_GRANT_BYTES} bytes; "
+                "it must print one JSON token response"
+            )
+        try:
+            code = proc.wait(max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            raise GrantError(
+                f"grant command {name!r} did not finish within {timeout:g} s"
+            ) from None
+        readers[1].join(max(deadline - time.monotonic(), 0.1))
+    finally:
+        _end(proc, readers)
+    return code, box["stdout"], box.get("stderr", b"")
+
+
+def _read_stream(
+    stream: IO[bytes], keep: int, box: dict[str, bytes], key: str, drain: bool
+) -> None:
+    """Read up to keep bytes of a pipe into box[key]; with drain, read the rest
+    and drop it, so the command never blocks on a full pipe."""
+    try:
+        box[key] = stream.read(keep)
+        while drain and stream.read(64 * 1024):
+            pass
+    except (OSError, ValueError):  # the pipe was closed under us
+        box.setdefault(key, b"")
+
+
+def _end(proc: subprocess.Popen, readers: list[threading.Thread]) -> None:
+    """The command stopped, and its pipes closed once no reader uses them."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for reader, stream in zip(readers, (proc.stdout, proc.stderr), strict=True):
+        reader.join(1.0)
+        if not reader.is_alive() and stream is not None:
+            stream.close()
+
+
+def _json_value(text: str, what: str) -> Any:
+    """Parsed JSON, or GrantError saying what was wrong with it."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise GrantError(f"{what} JSON nested too deeply to read") from None
+    except ValueError:
+        raise GrantError(f"{what} no JSON object") from None
 
 
 class FileGrants:
@@ -213,22 +318,16 @@ class FileGrants:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GrantError(f"cannot read grant file {path!r}: {exc}") from None
+        text = _read_grant_file(path)
         try:
             loaded = json.loads(text)
             grants = loaded if isinstance(loaded, list) else [loaded]
+        except RecursionError:
+            raise GrantError(
+                f"grant file {path!r} holds JSON nested too deeply to read"
+            ) from None
         except ValueError:
-            try:
-                grants = [
-                    json.loads(line) for line in text.splitlines() if line.strip()
-                ]
-            except ValueError:
-                raise GrantError(
-                    f"grant file {path!r} is neither a JSON list nor JSON Lines"
-                ) from None
+            grants = _json_lines(text, path)
         self._grants = [
             g for g in grants if isinstance(g, dict) and g.get("refresh_token")
         ]
@@ -251,6 +350,58 @@ class FileGrants:
                 )
             self._used += 1
             return dict(self._grants[self._used - 1])
+
+
+def _read_grant_file(path: str) -> str:
+    """A grant file's text: a regular file of at most MAX_GRANT_BYTES of UTF-8."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer that never comes.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise GrantError(
+            f"cannot read grant file {path!r}: {exc.strerror or exc}"
+        ) from None
+
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise GrantError(
+                f"grant file {path!r} is not a regular file; give a JSON file of "
+                "token responses"
+            )
+        data = file.read(MAX_GRANT_BYTES + 1)
+
+    if len(data) > MAX_GRANT_BYTES:
+        raise GrantError(
+            f"grant file {path!r} is larger than {MAX_GRANT_BYTES} bytes; a few "
+            "hundred token responses fit well within that"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise GrantError(
+            f"grant file {path!r} is not UTF-8 text (at byte {exc.start})"
+        ) from None
+
+
+def _json_lines(text: str, path: str) -> list[Any]:
+    """A grant file read as JSON Lines, or GrantError naming the bad line."""
+    grants = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            grants.append(json.loads(line))
+        except RecursionError:
+            raise GrantError(
+                f"grant file {path!r}: line {number} holds JSON nested too deeply "
+                "to read"
+            ) from None
+        except ValueError:
+            raise GrantError(
+                f"grant file {path!r} is neither a JSON list nor JSON Lines "
+                f"(line {number} is not JSON)"
+            ) from None
+    return grants
 
 
 def make_grant_source(

@@ -499,6 +499,67 @@ def test_race_threads_beyond_the_cap_is_a_usage_error(
     assert "Traceback" not in text
 
 
+# Grant sources that cannot give a grant: the --grant-source value (PATH is the
+# test's folder) and the words the usage error must use.
+GRANT_SOURCE_ERRORS = {
+    "unterminated-quote": (
+        "command:'unterminated",
+        "--grant-source command:'unterminated cannot be split into words "
+        "(No closing quotation)",
+    ),
+    "device-file": ("file:/dev/zero", "grant file '/dev/zero' is not a regular file"),
+    "oversized-file": ("file:{path}/big.json", "is larger than 1048576 bytes"),
+    "nested-file": ("file:{path}/deep.json", "holds JSON nested too deeply to read"),
+    "nested-lines": ("file:{path}/deep.jsonl", "line 2 holds JSON nested too deeply"),
+    "non-utf8-command": (
+        "command:{python} {path}/bytes.py",
+        "printed bytes that are not UTF-8 text (at byte 19)",
+    ),
+    "nested-command": (
+        "command:{python} {path}/deep.py",
+        "printed JSON nested too deeply to read",
+    ),
+    "endless-command": (
+        "command:{python} {path}/endless.py",
+        "printed more than 1048576 bytes",
+    ),
+}
+GRANT = {"access_token": "a" * 43, "refresh_token": "r" * 43}
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("case", sorted(GRANT_SOURCE_ERRORS))
+def test_unusable_grant_source_is_a_usage_error(
+    rotcert, pytester: pytest.Pytester, case: str
+):
+    """Issue 3 (Reaching a server): a grant command that cannot be split, prints
+    bytes that are not UTF-8, JSON nested 100000 deep or output without end,
+    and a grant file that is a device, over 1 MiB or nested 100000 deep, are
+    each a usage error (exit 2) that says so; no traceback, hang or OOM."""
+    folder = pytester.path
+    (folder / "big.json").write_text(json.dumps([GRANT] * 12_000))
+    (folder / "deep.json").write_text(DEEP)
+    (folder / "deep.jsonl").write_text(json.dumps(GRANT) + "\n" + DEEP + "\n")
+    (folder / "bytes.py").write_text(
+        r"""import sys; sys.stdout.buffer.write(b'{"refresh_token": "\xff\xfe"}')"""
+    )
+    (folder / "deep.py").write_text("print('[' * 100_000 + ']' * 100_000)\n")
+    (folder / "endless.py").write_text("while True:\n    print('x' * 4096)\n")
+    spec, message = GRANT_SOURCE_ERRORS[case]
+
+    code, text = rotcert(
+        f"--out={folder / 'r'}",
+        f"--token-endpoint=http://127.0.0.1:{closed_port()}/token",
+        "--client-id=c",
+        "--client-auth=none",
+        "--grant-source=" + spec.format(path=folder, python=sys.executable),
+    )
+
+    assert code == cli.EXIT_USAGE, text
+    assert message in text
+    assert "Traceback" not in text and "INTERNALERROR" not in text
+
+
 def test_unwritable_report_folder_exits_2(rotcert, pytester: pytest.Pytester):
     """Issue 3 (Verdict): a report folder that cannot be made is a usage error
     (exit 2 and a message), not a traceback."""
