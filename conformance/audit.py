@@ -15,14 +15,16 @@ together and says so exactly.
 from __future__ import annotations
 
 import json
+import math
 import os
+import stat
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from .http import Exchange
+from .http import Exchange, json_kind
 from .lineage import Lineage, format_duration
 from .profiles import CLIENT_PROFILES, Result, judge
 from .report import ScenarioRecord, scenario_html, verdict_html, write_summary
@@ -45,6 +47,8 @@ __all__ = [
 ]
 
 PARALLEL_WINDOW_S = 1.0
+# A recorded event is a few hundred bytes; a longer line is not an event.
+MAX_LINE_BYTES = 64 * 1024
 AUDIT_PROFILE = "recorded-client"
 
 # Why the mock refused a refresh token itself (as opposed to the request).
@@ -443,7 +447,8 @@ def lineages_from_events(
         if event.get("endpoint") in ("admin_grant",) or (
             event.get("grant_type") == "authorization_code" and issued
         ):
-            lineage.issued(issued, 0, at)
+            if issued:  # a hand-made recording may leave out what was issued
+                lineage.issued(issued, 0, at)
             continue
         if not is_refresh(event):
             continue
@@ -521,31 +526,135 @@ def exchanges_from_events(
 
 def load_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """A recording's events, in order; every way it can be unreadable is said."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise AuditError(f"cannot read {str(path)!r}: {exc.strerror}.") from None
-    except UnicodeDecodeError:
-        raise AuditError(f"{str(path)!r} is not UTF-8 text.") from None
     events = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError as exc:
-            raise AuditError(
-                f"{path}: line {number} is not JSON ({exc}); a recording has one "
-                "JSON object per line, as rotcert serve --record writes it."
-            ) from None
-        if not isinstance(event, dict):
-            raise AuditError(f"{path}: line {number} is not a JSON object.")
-        event.setdefault("seq", number)
-        events.append(event)
+    with _open_recording(path) as file:
+        for number, raw in _lines(file, path):
+            event = _event(raw, path, number)
+            if event is not None:
+                events.append(event)
+
     if not events:
         raise AuditError(f"{path} holds no events; record one with serve --record.")
-    events.sort(key=lambda e: e.get("seq", 0))
+    events.sort(key=lambda e: e["seq"])
     return events
+
+
+def _open_recording(path: str | os.PathLike[str]) -> BinaryIO:
+    """The recording, opened to be read line by line: a regular file only."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer that never comes.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise AuditError(f"cannot read {str(path)!r}: {exc.strerror or exc}.") from None
+
+    file = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        file.close()
+        raise AuditError(
+            f"{str(path)!r} is not a regular file; give the events file that "
+            "rotcert serve --record wrote."
+        )
+    return file
+
+
+def _lines(file: BinaryIO, path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines, none read past MAX_LINE_BYTES: whatever the file holds,
+    the audit's memory stays bounded by what it keeps."""
+    number = 0
+    while raw := file.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise AuditError(
+                f"{path}: line {number} is longer than {MAX_LINE_BYTES} bytes; "
+                "a recorded event is one short JSON object per line."
+            )
+        yield number, raw
+
+
+def _event(
+    raw: bytes, path: str | os.PathLike[str], number: int
+) -> dict[str, Any] | None:
+    """One line's event (None for a blank line), its fields checked."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise AuditError(f"{path}: line {number} is not UTF-8 text.") from None
+    if not line.strip():
+        return None
+
+    try:
+        event = json.loads(line)
+    except RecursionError:
+        raise AuditError(
+            f"{path}: line {number} is JSON nested too deeply to be an event."
+        ) from None
+    except ValueError as exc:
+        raise AuditError(
+            f"{path}: line {number} is not JSON ({exc}); a recording has one "
+            "JSON object per line, as rotcert serve --record writes it."
+        ) from None
+    if not isinstance(event, dict):
+        raise AuditError(f"{path}: line {number} is not a JSON object.")
+
+    problem = _field_problem(event)
+    if problem:
+        raise AuditError(f"{path}: line {number}: {problem}.")
+    if event.get("seq") is None:
+        event["seq"] = number
+    return event
+
+
+# The fields the rules read, by the JSON type each must have when present; null
+# stands for absent. Checked up front so that no rule meets a list where it
+# expects a fingerprint (a list cannot be a dict key) or text where a time goes.
+TEXT_FIELDS = (
+    "endpoint",
+    "grant_type",
+    "presented_fp",
+    "issued_fp",
+    "family_id",
+    "scope_requested",
+    "scope_granted",
+    "error",
+    "reason",
+    "fault",
+    "outcome",
+    "auth_method",
+    "client_id",
+)
+INTEGER_FIELDS = ("seq", "status", "generation")
+TIME_FIELDS = ("time", "started")
+
+
+def _field_problem(event: dict[str, Any]) -> str | None:
+    """What is wrong with an event's fields, or None; null times are dropped."""
+    for name in TIME_FIELDS:
+        if event.get(name) is None:
+            event.pop(name, None)
+    for name, value in event.items():
+        if value is None:
+            continue
+        if name in TEXT_FIELDS and not isinstance(value, str):
+            return f"field {name!r} is a JSON {json_kind(value)}; it must be a string"
+        if name in INTEGER_FIELDS and not _is_integer(value):
+            return f"field {name!r} is a JSON {json_kind(value)}; it must be an integer"
+        if name in TIME_FIELDS and not _is_time(value):
+            return (
+                f"field {name!r} is a JSON {json_kind(value)}; it must be a time in "
+                "seconds (a finite number)"
+            )
+    if "started" in event and "time" not in event:
+        return "field 'started' comes without 'time' (when it was answered)"
+    return None
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_time(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value)
 
 
 def audit_events(events: list[dict[str, Any]]) -> list[ScenarioRecord]:

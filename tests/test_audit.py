@@ -88,6 +88,72 @@ def test_unreadable_recording_is_a_usage_error(tmp_path, capsys):
         load_events(_write(tmp_path / "empty.jsonl", ""))
 
 
+FIRST = json.dumps({"seq": 1, "time": 1.0, "endpoint": "authorize", "status": 302})
+# A refresh whose family_id is replaced per case, on line 2 of a recording.
+REFRESH = {"seq": 2, "time": 2.0, "endpoint": "token", "grant_type": "refresh_token"}
+
+# Recordings that cannot be audited: line 2, and the words the error must use.
+BAD_LINES = {
+    "family-id-list": (
+        json.dumps({**REFRESH, "presented_fp": "fp:a", "family_id": [1]}),
+        "line 2: field 'family_id' is a JSON array; it must be a string",
+    ),
+    "fingerprint-object": (
+        json.dumps({**REFRESH, "presented_fp": {"fp": 1}}),
+        "line 2: field 'presented_fp' is a JSON object; it must be a string",
+    ),
+    "reason-list": (
+        json.dumps({**REFRESH, "presented_fp": "fp:a", "reason": ["expired"]}),
+        "line 2: field 'reason' is a JSON array; it must be a string",
+    ),
+    "time-text": (
+        json.dumps({**REFRESH, "time": "soon"}),
+        "line 2: field 'time' is a JSON string; it must be a time in seconds",
+    ),
+    "seq-text": (
+        json.dumps({**REFRESH, "seq": "two"}),
+        "line 2: field 'seq' is a JSON string; it must be an integer",
+    ),
+    "generation-text": (
+        json.dumps({**REFRESH, "presented_fp": "fp:a", "generation": "one"}),
+        "line 2: field 'generation' is a JSON string; it must be an integer",
+    ),
+    "nested": ("[" * 20_000 + "]" * 20_000, "line 2 is JSON nested too deeply"),
+    "overlong": (
+        json.dumps({**REFRESH, "note": "x" * 100_000}),
+        "line 2 is longer than 65536 bytes",
+    ),
+    "not-utf8": ('{"endpoint": "\xff"}', "line 2 is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINES))
+def test_malformed_event_is_a_usage_error_naming_its_line(tmp_path, capsys, case):
+    """rotcert audit exits 2, naming the line and the field, for an event with a
+    field of the wrong JSON type (family_id [1] and the like), JSON nested
+    20000 deep, a line over 64 KiB or bytes that are not UTF-8; no traceback."""
+    line, message = BAD_LINES[case]
+    path = tmp_path / "events.jsonl"
+    raw = line.encode("latin-1") if case == "not-utf8" else line.encode()
+    path.write_bytes(FIRST.encode() + b"\n" + raw + b"\n")
+
+    code = main(["audit", str(path), "--out", str(tmp_path / "out")])
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_recording_that_is_not_a_regular_file_is_a_usage_error(tmp_path, capsys):
+    """rotcert audit /dev/zero exits 2 at once, saying it needs a regular file,
+    instead of reading without end."""
+    code = main(["audit", "/dev/zero", "--out", str(tmp_path / "out")])
+
+    assert code == 2
+    assert "'/dev/zero' is not a regular file" in capsys.readouterr().err
+
+
 def test_recording_without_refreshes_is_incomplete(tmp_path):
     """A recording with nothing to judge is not certified: its rules are marked not
     applicable and the verdict is incomplete (exit 1)."""
