@@ -64,20 +64,16 @@ class Level:
 class Mock:
     """A ``rotcert serve`` child process and what its banner said."""
 
-    def __init__(self, store: str, threads: int, log: Path) -> None:
+    def __init__(
+        self, store: str, threads: int | None, log: Path, workers: int = 1
+    ) -> None:
         self._log = log.open("w")
+        command = [sys.executable, "-m", "mock_server.serve", "--port", "0"]
+        command += ["--store", store, "--workers", str(workers)]
+        if threads is not None:
+            command += ["--threads", str(threads)]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mock_server.serve",
-                "--port",
-                "0",
-                "--store",
-                store,
-                "--threads",
-                str(threads),
-            ],
+            command,
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar
 
 from .policy import Policy, load_policy
@@ -53,7 +54,7 @@ class Client(Record):
 
     @property
     def policy(self) -> Policy:
-        return load_policy(self.policy_json)
+        return _parsed_policy(json.dumps(self.policy_json, sort_keys=True))
 
 
 @dataclass
@@ -118,3 +119,10 @@ class AuthCode(Record):
     code_challenge: str | None
     expires_at: float
     used: bool = False
+
+
+@lru_cache(maxsize=256)
+def _parsed_policy(text: str) -> Policy:
+    # Validating the client's policy on every token request was a tenth of a
+    # refresh; a Policy is immutable, so each distinct document is parsed once.
+    return load_policy(json.loads(text))

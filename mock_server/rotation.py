@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import snapshot
 from .broken import BROKEN_MODES_SETTING
 from .clock import Clock
 from .errors import InvalidGrant, InvalidRequest, InvalidScope, InvalidToken, OAuthError
@@ -74,8 +75,9 @@ class TokenAuthority:
 
     # ----------------------------------------------------------------- helpers
 
-    def broken_modes(self, tx: Transaction) -> frozenset[str]:
-        return frozenset(tx.get("settings", BROKEN_MODES_SETTING) or ())
+    def broken_modes(self) -> frozenset[str]:
+        # From the request's settings snapshot when there is one (snapshot.py).
+        return frozenset(snapshot.read(self.store, BROKEN_MODES_SETTING) or ())
 
     def _put(self, tx: Transaction, record: Any) -> None:
         key = getattr(record, "token_hash", None) or record.family_id
@@ -191,9 +193,11 @@ class TokenAuthority:
         """Spend a refresh token. Raises an OAuthError when it cannot be used."""
         policy = client.policy
         with self.store.transaction() as tx:
-            modes = self.broken_modes(tx)
+            modes = self.broken_modes()
             now = self.clock.now()
-            checked = self._check(tx, client, presented, requested_scope, policy, now)
+            checked = self._check(
+                tx, client, presented, requested_scope, policy, now, modes
+            )
             if (
                 not isinstance(checked, OAuthError)
                 and "non_atomic_rotation" not in modes
@@ -222,8 +226,8 @@ class TokenAuthority:
         requested_scope: list[str] | None,
         policy: Policy,
         now: float,
+        modes: frozenset[str],
     ) -> _Checked | OAuthError:
-        modes = self.broken_modes(tx)
         data = tx.get("refresh", token_hash(presented))
         if data is None:
             return InvalidGrant(
@@ -429,7 +433,7 @@ class TokenAuthority:
         """RFC 7662: inactive, unknown and foreign tokens all look the same."""
         inactive = {"active": False}
         with self.store.transaction(write=False) as tx:
-            modes = self.broken_modes(tx)
+            modes = self.broken_modes()
             now = self.clock.now()
             digest = token_hash(presented)
             refresh = tx.get("refresh", digest)

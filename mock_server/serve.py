@@ -39,6 +39,9 @@ __all__ = ["add_arguments", "run", "start_in_thread", "ServeError"]
 # How long the serving loop waits for network activity before it looks at its stop
 # flag: the upper bound on how long a stop takes.
 POLL_SECONDS = 0.2
+MAX_THREADS = 256
+MAX_WORKERS = 64
+DEFAULT_THREADS = 8
 # A wildcard bind is shown as the loopback address of its family.
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
@@ -77,7 +80,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="append every recorded event to this JSON Lines file",
     )
     parser.add_argument(
-        "--threads", type=int, default=8, help="worker threads (default: 8)"
+        "--threads",
+        type=int,
+        help="request threads per process (default: 8, or 1 per worker with --workers)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing one SQLite store, served by granian; a "
+        "memory store becomes a temporary SQLite file (default: 1)",
     )
 
 
@@ -109,9 +121,10 @@ def _check_record_path(path: str) -> None:
         raise ServeError(f"cannot write events to {path!r}: {exc.strerror}.") from None
 
 
-def _build(args: argparse.Namespace) -> MockServer:
-    if args.threads < 1:
-        raise ServeError(f"--threads is {args.threads}; use 1 or more.")
+def build_server(args: argparse.Namespace) -> MockServer:
+    """The MockServer the options describe; raises ServeError or PolicyError."""
+    if args.threads is not None and not 1 <= args.threads <= MAX_THREADS:
+        raise ServeError(f"--threads is {args.threads}; use 1 to {MAX_THREADS}.")
     if not 0 <= args.port <= 65535:
         raise ServeError(f"--port is {args.port}; use 0 to 65535.")
     integration = _integration(args)
@@ -203,6 +216,12 @@ def _banner(server: MockServer, base_url: str, args: argparse.Namespace) -> str:
         f"  policy:            {source or 'Databricks documentation example'}",
         f"  store:             {args.store}",
     ]
+    if args.workers > 1:
+        threads = args.threads or workers_default_threads()
+        lines.append(
+            f"  workers:           {args.workers} processes (granian), "
+            f"{threads} thread(s) each"
+        )
     if args.record:
         lines.append(f"  recording events:  {args.record}")
     # The one place rotcert prints secrets: the operator needs them to configure
@@ -218,12 +237,16 @@ def _banner(server: MockServer, base_url: str, args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until Ctrl-C or SIGTERM. Returns the process exit status."""
+    if not 1 <= args.workers <= MAX_WORKERS:
+        return _usage_error(f"--workers is {args.workers}; use 1 to {MAX_WORKERS}.")
+    if args.workers > 1:
+        return _serve_workers(args)
     try:
-        server = _build(args)
-        listener = _Listener(server, args.host, args.port, args.threads)
+        server = build_server(args)
+        threads = args.threads or DEFAULT_THREADS
+        listener = _Listener(server, args.host, args.port, threads)
     except (PolicyError, ServeError) as exc:
-        print(f"rotcert serve: error: {exc}", file=sys.stderr)
-        return 2
+        return _usage_error(exc)
 
     def stop(signum: int, frame: Any) -> None:
         listener.stop()
@@ -245,6 +268,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def workers_default_threads() -> int:
+    from .workers import DEFAULT_THREADS as WORKER_THREADS
+
+    return WORKER_THREADS
+
+
+def _usage_error(message: Any) -> int:
+    print(f"rotcert serve: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    from . import workers
+
+    def banner(server: MockServer, base_url: str) -> None:
+        print(_banner(server, base_url, args), flush=True)
+
+    try:
+        workers.serve(args, banner)
+    except (PolicyError, ServeError) as exc:
+        return _usage_error(exc)
+    print("rotcert serve: stopped.", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="rotcert serve", description="Run rotcert's mock authorization server."
@@ -254,4 +302,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package's copy of this module, not __main__'s: worker processes
+    # import mock_server.serve, and its ServeError must be the one caught here.
+    from mock_server.serve import main as package_main
+
+    sys.exit(package_main())

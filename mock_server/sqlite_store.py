@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -69,12 +71,33 @@ class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
-        # Threads of one process queue here for the write lock instead of in
-        # SQLite's busy handler, whose growing sleeps put p99 in the hundreds of
-        # milliseconds at 16 threads. Other processes still meet at BEGIN IMMEDIATE.
+        # Writers queue on these locks instead of in SQLite's busy handler, whose
+        # growing sleeps put p99 in the hundreds of milliseconds: threads of one
+        # process on a mutex, processes on a flock of a file beside the database,
+        # whose waiters the kernel wakes as soon as it is released.
         self._writer = threading.Lock()
+        self._lock_path = self.path + ".lock"
+        self._lock_file: tuple[int, int] | None = None
         db = self._connection()
         db.executescript(SCHEMA)
+
+    def _lock_fd(self) -> int:
+        # A forked worker must open its own: a descriptor inherited across fork
+        # shares its flock with the parent, which would then exclude no one.
+        if self._lock_file is None or self._lock_file[0] != os.getpid():
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_file = (os.getpid(), fd)
+        return self._lock_file[1]
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._writer:
+            fd = self._lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -105,7 +128,7 @@ class SQLiteStore:
             finally:
                 db.execute("COMMIT")
             return
-        with self._writer:
+        with self._exclusive():
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield _SQLiteTransaction(db)

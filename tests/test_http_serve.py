@@ -148,14 +148,16 @@ def one_line_error(process: subprocess.Popen[str]) -> str:
     return lines[0]
 
 
-def test_port_in_use_is_one_line_exit_2():
-    """rotcert serve: a busy port is a one-line error, exit 2."""
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_port_in_use_is_one_line_exit_2(workers):
+    """rotcert serve: a busy port is a one-line error, exit 2, with or without
+    worker processes."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
 
-        message = one_line_error(launch("--port", str(port)))
+        message = one_line_error(launch("--port", str(port), "--workers", workers))
 
     assert str(port) in message and "in use" in message
 
@@ -167,6 +169,9 @@ def test_port_in_use_is_one_line_exit_2():
         (["--policy", "missing.json"], ["missing.json"]),
         (["--store", "redis:x"], ["--store", "redis:x"]),
         (["--threads", "0"], ["--threads"]),
+        (["--threads", "100000"], ["--threads", "256"]),
+        (["--workers", "0"], ["--workers", "64"]),
+        (["--workers", "2", "--preset", "nope"], ["unknown preset", "nope"]),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(args, words):
@@ -207,6 +212,61 @@ def test_serve_with_sqlite_store(tmp_path):
 
     secret = re.compile(r"client_id=rotcert-client\s+client_secret=(\S+)")
     assert secret.search(banner).group(1) == secret.search(again).group(1)
+
+
+def race(parallel: int, url: str, token: str, auth: tuple[str, str]) -> list[int]:
+    """The statuses of ``parallel`` refreshes of one token released together."""
+    start = threading.Barrier(parallel)
+    statuses: list[int] = []
+
+    def spend() -> None:
+        start.wait(timeout=10)
+        statuses.append(
+            requests.post(
+                url,
+                data={"grant_type": "refresh_token", "refresh_token": token},
+                auth=auth,
+                timeout=10,
+            ).status_code
+        )
+
+    threads = [threading.Thread(target=spend) for _ in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_workers_share_one_store_and_rotate_atomically():
+    """rotcert serve --workers (issue 5): two processes, one state, one winner.
+
+    DESIGN atomic rotation across processes: 8 parallel refreshes of one token,
+    whichever worker each lands on, yield exactly one successor, every round; the
+    event log holds every worker's events; SIGTERM stops all and removes the
+    temporary store the memory store became.
+    """
+    process = launch("--port", "0", "--workers", "2")
+    banner = read_banner(process)
+    issuer = field(banner, "issuer")
+    store = Path(field(banner, "store").removeprefix("sqlite:"))
+    secret = re.search(r"client_id=rotcert-client\s+client_secret=(\S+)", banner)
+    auth = ("rotcert-client", secret.group(1))
+    assert "2 processes" in banner
+
+    winners = []
+    for _ in range(5):
+        grant = requests.post(issuer + "/admin/grants", json={}, timeout=10).json()
+        results = race(8, issuer + "/token", grant["refresh_token"], auth)
+        winners.append(results.count(200))
+    events = requests.get(issuer + "/admin/events", timeout=10).json()["events"]
+
+    assert winners == [1] * 5
+    assert sum(e["endpoint"] == "token" for e in events) == 40
+    code, _, err = stop(process, signal.SIGTERM)
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert not store.parent.exists()
 
 
 def test_start_in_thread_serves_and_stops():
