@@ -142,8 +142,15 @@ class ServerScenario:
             self.target.endpoints.token, form, auth=auth, step=text
         )
 
-    def rotate(self, family: Family, why: str = "", scope: str | None = None) -> dict:
-        """Refresh with the family's newest token, which must succeed."""
+    def rotate(
+        self,
+        family: Family,
+        why: str = "",
+        scope: str | None = None,
+        requirement: str = "STD-RT-10",
+    ) -> dict:
+        """Refresh with the family's newest token, which must succeed. A scenario
+        whose point is that this refresh works names its own requirement."""
         presented = family.refresh_token
         reply = self.refresh(
             presented,
@@ -151,7 +158,9 @@ class ServerScenario:
             step=why
             or f"refresh with the newest token (generation {family.generation})",
         )
-        body = self.expect_ok(reply, "a refresh with the family's newest token")
+        body = self.expect_ok(
+            reply, "a refresh with the family's newest token", requirement
+        )
         family.lineage.consumed(presented, self.elapsed)
         family.access_token = body.get("access_token")
         new = body.get("refresh_token")

@@ -5,6 +5,7 @@ certified under every policy shape the catalogue knows."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import werkzeug.test  # noqa: F401
@@ -14,6 +15,8 @@ import werkzeug.test  # noqa: F401
 import conformance.session  # noqa: F401
 from conformance.plugin import SCENARIOS_DIR
 from mock_server.broken import BROKEN_MODES
+
+README = SCENARIOS_DIR.parent.parent / "README.md"
 
 pytest_plugins = ["pytester"]
 
@@ -97,6 +100,70 @@ def test_databricks_error_shape_fails_oauth21_only(pytester: pytest.Pytester):
     assert verdicts == {"rfc9700": True, "oauth21": False, "databricks": True}
     failed = {k for k, v in outcomes(summary).items() if v == "failed"}
     assert failed == {"S-ERR-02"}
+
+
+def requirement_ids(requirement: str) -> set[str]:
+    """The ids a marker's requirement names: "STD-RT-34, STD-RT-35" or "K3"."""
+    return {part.strip() for part in requirement.split(",")}
+
+
+@pytest.mark.parametrize("mode", sorted(BROKEN_MODES))
+def test_a_failure_cites_a_requirement_its_scenario_names(
+    pytester: pytest.Pytester, mode: str
+):
+    """Catalogue (S-REUSE-01/02, S-FAM-01 and the rest): the requirement id a
+    failure opens with is one its scenario's marker, and so the report and the
+    README, name for it."""
+    summary = run_catalogue(pytester, DATABRICKS, f"--rotcert-broken-mode={mode}")
+
+    for scenario in summary["scenarios"]:
+        if scenario["outcome"] != "failed":
+            continue
+        cited = re.match(r"(STD-RT-\d+|K\d+)\b", scenario["reason"])
+        assert cited, scenario["reason"]
+        named = requirement_ids(scenario["requirement"])
+        assert cited.group(1) in named, (scenario["scenario_id"], scenario["reason"])
+
+
+def readme_ids(cell: str) -> tuple[set[str], list[tuple[int, int]]]:
+    """A README requirement cell ("STD-RT-10, 11", "STD-RT-03..17", "K3") as
+    whole ids and STD-RT number ranges."""
+    ids, ranges = set(), []
+    for part in (p.strip() for p in cell.split(",")):
+        number = part.removeprefix("STD-RT-")
+        if ".." in number:
+            low, high = number.split("..")
+            ranges.append((int(low), int(high)))
+        elif number.isdigit():
+            ids.add(f"STD-RT-{number}")
+        else:
+            ids.add(part)
+    return ids, ranges
+
+
+def test_readme_catalogue_names_the_requirements_the_markers_name():
+    """README (scenario catalogue): each scenario's row names exactly the
+    requirement ids its marker names, e.g. S-REUSE-01 STD-RT-34 and 35."""
+    rows = re.findall(r"^\| (S-[A-Z0-9-]+) \| ([^|]+?) \|", README.read_text(), re.M)
+    markers = {
+        found[0]: requirement_ids(found[1])
+        for path in SCENARIOS_DIR.glob("test_*.py")
+        for found in re.findall(
+            r'id="(S-[A-Z0-9-]+)",\s*requirement="([^"]+)"', path.read_text()
+        )
+    }
+
+    assert {row[0] for row in rows} == set(markers)
+    for scenario_id, cell in rows:
+        ids, ranges = readme_ids(cell)
+        named = markers[scenario_id]
+        in_range = {
+            i
+            for i in named
+            if i.startswith("STD-RT-")
+            and any(low <= int(i[7:]) <= high for low, high in ranges)
+        }
+        assert ids <= named and named - ids == in_range, scenario_id
 
 
 @pytest.mark.parametrize("policy", ["databricks-example", "grace-same-successor"])

@@ -68,7 +68,11 @@ def test_failed_client_authentication_does_not_consume(
     challenge = (reply.headers or {}).get("WWW-Authenticate", "")
     if not challenge.lower().startswith("basic"):
         s.fail("STD-RT-13", f"401 without a Basic challenge (got {challenge!r})")
-    s.rotate(family, "the same token, now with the right secret, must still work")
+    s.rotate(
+        family,
+        "the same token, now with the right secret, must still work",
+        requirement="K5",
+    )
 
 
 def _scopes(s: ServerScenario, family) -> list[str]:

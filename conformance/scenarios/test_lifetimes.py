@@ -75,9 +75,13 @@ def test_rotation_renews_the_idle_ttl(server_scenario: ServerScenario):
     s.needs_time(2 * idle - 61, "two idle TTLs back to back")
     family = s.new_family()
     s.advance(idle - 60, "1 min before generation 0's idle TTL ends")
-    s.rotate(family)
+    s.rotate(family, requirement="STD-RT-39")
     s.advance(idle - 1, "1 s before generation 1's own idle TTL ends")
-    s.rotate(family, "the successor lives its full idle TTL from its own issue")
+    s.rotate(
+        family,
+        "the successor lives its full idle TTL from its own issue",
+        requirement="STD-RT-39",
+    )
 
 
 @pytest.mark.rotcert(
@@ -103,9 +107,10 @@ def test_absolute_lifetime_caps_the_session(server_scenario: ServerScenario):
     while spent + step < absolute - 1:
         s.advance(step, "rotate just inside the idle TTL")
         spent += step
-        s.rotate(family, f"keep the session alive (generation {family.generation})")
+        why = f"keep the session alive (generation {family.generation})"
+        s.rotate(family, why, requirement="STD-RT-41")
     s.advance(absolute - 1 - spent, "1 s before the absolute session lifetime ends")
-    s.rotate(family, "the last refresh inside the session")
+    s.rotate(family, "the last refresh inside the session", requirement="STD-RT-41")
     s.advance(2, f"1 s past the absolute lifetime of {human(absolute)}")
 
     token = family.refresh_token

@@ -24,7 +24,7 @@ def _revoked(s: ServerScenario, family, token: str, what: str) -> None:
 
 @pytest.mark.rotcert(
     id="S-REUSE-01",
-    requirement="STD-RT-35",
+    requirement="STD-RT-34, STD-RT-35",
     profiles=ROTATION,
     catches=REUSE_CATCHES,
 )
@@ -46,7 +46,7 @@ def test_reuse_revokes_family_legitimate_first(server_scenario: ServerScenario):
 
 @pytest.mark.rotcert(
     id="S-REUSE-02",
-    requirement="STD-RT-35",
+    requirement="STD-RT-34, STD-RT-35",
     profiles=ROTATION,
     catches=REUSE_CATCHES,
 )
@@ -68,7 +68,7 @@ def test_reuse_revokes_family_attacker_first(server_scenario: ServerScenario):
 
 @pytest.mark.rotcert(
     id="S-REUSE-03",
-    requirement="STD-RT-36",
+    requirement="STD-RT-34, STD-RT-36",
     profiles=("oauth21",),
     catches=REUSE_CATCHES,
 )
@@ -107,7 +107,7 @@ def test_reuse_revokes_family_access_tokens(server_scenario: ServerScenario):
 
 @pytest.mark.rotcert(
     id="S-FAM-01",
-    requirement="STD-RT-35",
+    requirement="STD-RT-34, STD-RT-35",
     profiles=ROTATION,
     catches=("no_rotation", "reuse_accepted"),
 )
