@@ -15,6 +15,9 @@ from typing import Protocol
 import requests
 from freezegun import freeze_time
 
+from .http import HttpClient
+from .redact import Redactor
+
 __all__ = ["TimeControl", "FrozenTime", "AdminClock", "RealWait", "human"]
 
 
@@ -92,15 +95,21 @@ class AdminClock:
         return None
 
     def advance(self, seconds: float) -> None:
-        try:
-            reply = self._session.post(
-                self._url, json={"advance_seconds": seconds}, timeout=self._timeout
-            )
-        except requests.RequestException as exc:
-            raise AssertionError(f"could not move the admin clock: {exc}") from None
-        if reply.status_code != 200:
+        # Through HttpClient, for its total deadline and size cap: the admin
+        # endpoint may come from the target's own metadata.
+        client = HttpClient(Redactor(), timeout=self._timeout, session=self._session)
+        reply = client.post_json(
+            self._url,
+            {"advance_seconds": seconds},
+            step="move the admin clock",
+            expect_json=False,
+        )
+
+        if reply.status is None:
+            raise AssertionError(f"could not move the admin clock: {reply.diagnosis}")
+        if reply.status != 200:
             raise AssertionError(
-                f"the admin clock at {self._url} answered {reply.status_code}"
+                f"the admin clock at {self._url} answered {reply.status}"
             )
 
 

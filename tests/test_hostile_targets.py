@@ -28,6 +28,7 @@ import werkzeug.test  # noqa: F401
 import conformance.session  # noqa: F401
 from conformance.http import MAX_READ_BYTES
 from conformance.target import TargetError, discover
+from conformance.timecontrol import AdminClock
 
 pytest_plugins = ["pytester"]
 
@@ -437,3 +438,19 @@ def test_discovery_answer_too_large_is_refused(hostile_url: str):
         discover(requests.Session(), f"{hostile_url}/huge", 5.0)
 
     assert f"answered more than {MAX_READ_BYTES} bytes" in str(info.value)
+
+
+def test_admin_clock_that_drips_is_abandoned_at_the_timeout(hostile_url: str):
+    """Issue 3 (Time): an admin clock endpoint (which discovery may name) that
+    answers a byte at a time fails the move after --rotcert-timeout in total,
+    instead of holding the scenario for as long as the server likes."""
+    clock = AdminClock(requests.Session(), f"{hostile_url}/drip", 0.3)
+
+    started = time.monotonic()
+    with pytest.raises(AssertionError) as info:
+        clock.advance(60)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < DRIP_BYTES * DRIP_PAUSE * 0.5
+    assert str(info.value).startswith("could not move the admin clock: no answer")
+    assert "timed out after 0.3 s" in str(info.value)
