@@ -8,6 +8,7 @@ them omitted the server behaves like Databricks with single-use tokens on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 MINUTE = 60
+MAX_PROBLEMS_SHOWN = 10
 MAX_POLICY_BYTES = 1024 * 1024
 TEN_YEARS_MINUTES = 10 * 365 * 24 * 60
 SHOWN_LIMIT = 80
@@ -71,6 +73,10 @@ INTEGRATION_KEYS = {
 
 class PolicyError(ValueError):
     """A policy that cannot be used; the message names field, value and range."""
+
+
+# What a field check gives back for a value it refused (None is a valid value).
+INVALID: Any = object()
 
 
 @dataclass(frozen=True)
@@ -198,80 +204,172 @@ def _choice(field: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+class _Problems:
+    """Every problem found in one document, so that one message names them all
+    and a user fixes a policy in one go instead of one field per run."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def check(self, validate: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``validate(*args)``'s value, or INVALID with its problem noted."""
+        try:
+            return validate(*args, **kwargs)
+        except PolicyError as exc:
+            self.messages.append(str(exc))
+            return INVALID
+
+    def add(self, error: PolicyError) -> None:
+        self.messages.append(str(error))
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise PolicyError(self.messages[0])
+        if not self.messages:
+            return
+
+        # Hostile input can hold thousands of problems: the message stays short.
+        shown = self.messages[:MAX_PROBLEMS_SHOWN]
+        text = " ".join(f"({number}) {m}" for number, m in enumerate(shown, 1))
+        hidden = len(self.messages) - len(shown)
+        if hidden:
+            text += f" (and {hidden} more)"
+        raise PolicyError(f"the policy has {len(self.messages)} problems: {text}")
+
+
+def _unknown(what: str, names: list[str], known: set[str]) -> PolicyError:
+    shown = ", ".join(_clip(repr(name)) for name in names[:MAX_PROBLEMS_SHOWN])
+    if len(names) > MAX_PROBLEMS_SHOWN:
+        shown += f" (and {len(names) - MAX_PROBLEMS_SHOWN} more)"
+    verb = "is" if len(names) == 1 else "are"
+    plural = "" if len(names) == 1 else "s"
+    return PolicyError(
+        f"{what}{plural} {shown} {verb} not known; known fields: "
+        + ", ".join(sorted(known))
+        + "."
+    )
+
+
 def _policy_from_mapping(raw: dict[str, Any]) -> Policy:
+    problems = _Problems()
+    policy = _read_policy(raw, problems)
+    problems.raise_any()
+    assert policy is not None
+    return policy
+
+
+def _read_policy(raw: dict[str, Any], problems: _Problems) -> Policy | None:
+    """The policy in ``raw``, or None with every problem noted in ``problems``."""
     known = {f.name for f in fields(Policy)}
     unknown = sorted(set(raw) - known)
     if unknown:
-        raise PolicyError(
-            f"policy field {_clip(repr(unknown[0]))} is not known; known fields: "
-            + ", ".join(sorted(known))
-            + "."
-        )
+        problems.add(_unknown("policy field", unknown, known))
 
-    access = _int_in(
-        "access_token_ttl_in_minutes",
-        raw.get("access_token_ttl_in_minutes", 60),
-        5,
-        1440,
-    )
-    refresh = _int_in(
-        "refresh_token_ttl_in_minutes",
-        raw.get("refresh_token_ttl_in_minutes", 1440),
-        5,
-        129600,
-    )
-    if refresh < access:
-        raise _fail(
-            "refresh_token_ttl_in_minutes",
-            refresh,
-            f"at least access_token_ttl_in_minutes ({access}) and at most 129600",
+    values = _policy_values(raw, problems)
+    access = values["access_token_ttl_in_minutes"]
+    refresh = values["refresh_token_ttl_in_minutes"]
+    if INVALID not in (access, refresh) and refresh < access:
+        problems.add(
+            _fail(
+                "refresh_token_ttl_in_minutes",
+                refresh,
+                f"at least access_token_ttl_in_minutes ({access}) and at most 129600",
+            )
         )
+    if unknown or INVALID in values.values():
+        return None
+
+    policy = Policy(**values)
+    if policy.refresh_ttl < policy.access_ttl:
+        problems.add(
+            _fail(
+                "refresh_token_ttl_in_seconds",
+                policy.refresh_ttl,
+                f"at least the access token TTL ({policy.access_ttl} s)",
+            )
+        )
+    if policy.grace and not policy.single_use:
+        problems.add(
+            _fail(
+                "reuse_grace_period_in_seconds",
+                policy.grace,
+                "0 when enable_single_use_refresh_tokens is false (grace only "
+                "applies to consumed tokens)",
+            )
+        )
+    return None if problems.messages else policy
+
+
+def _policy_values(raw: dict[str, Any], problems: _Problems) -> dict[str, Any]:
+    """Each field's value, checked on its own; INVALID where it is wrong."""
+    check = problems.check
     second_limit = TEN_YEARS_MINUTES * MINUTE
     values: dict[str, Any] = {
-        "access_token_ttl_in_minutes": access,
-        "refresh_token_ttl_in_minutes": refresh,
-        "enable_single_use_refresh_tokens": _bool(
+        "access_token_ttl_in_minutes": check(
+            _int_in,
+            "access_token_ttl_in_minutes",
+            raw.get("access_token_ttl_in_minutes", 60),
+            5,
+            1440,
+        ),
+        "refresh_token_ttl_in_minutes": check(
+            _int_in,
+            "refresh_token_ttl_in_minutes",
+            raw.get("refresh_token_ttl_in_minutes", 1440),
+            5,
+            129600,
+        ),
+        "enable_single_use_refresh_tokens": check(
+            _bool,
             "enable_single_use_refresh_tokens",
             raw.get("enable_single_use_refresh_tokens", True),
         ),
-        "absolute_session_lifetime_in_minutes": _int_in(
+        "absolute_session_lifetime_in_minutes": check(
+            _int_in,
             "absolute_session_lifetime_in_minutes",
             raw.get("absolute_session_lifetime_in_minutes"),
             5,
             TEN_YEARS_MINUTES,
             nullable=True,
         ),
-        "reuse_grace_period_in_seconds": _int_in(
+        "reuse_grace_period_in_seconds": check(
+            _int_in,
             "reuse_grace_period_in_seconds",
             raw.get("reuse_grace_period_in_seconds", 0),
             0,
             300,
         ),
-        "grace_response": _choice(
+        "grace_response": check(
+            _choice,
             "grace_response",
             raw.get("grace_response", "same_successor"),
             GRACE_RESPONSES,
         ),
-        "reuse_detection": _choice(
+        "reuse_detection": check(
+            _choice,
             "reuse_detection",
             raw.get("reuse_detection", "revoke_family"),
             REUSE_DETECTIONS,
         ),
-        "reuse_revokes_access_tokens": _bool(
+        "reuse_revokes_access_tokens": check(
+            _bool,
             "reuse_revokes_access_tokens",
             raw.get("reuse_revokes_access_tokens", True),
         ),
-        "non_rotating_response": _choice(
+        "non_rotating_response": check(
+            _choice,
             "non_rotating_response",
             raw.get("non_rotating_response", "same"),
             NON_ROTATING_RESPONSES,
         ),
-        "invalid_refresh_token_error": _choice(
+        "invalid_refresh_token_error": check(
+            _choice,
             "invalid_refresh_token_error",
             raw.get("invalid_refresh_token_error", "rfc6749"),
             ERROR_SHAPES,
         ),
-        "absolute_lifetime_requires_single_use": _bool(
+        "absolute_lifetime_requires_single_use": check(
+            _bool,
             "absolute_lifetime_requires_single_use",
             raw.get("absolute_lifetime_requires_single_use", True),
         ),
@@ -281,23 +379,10 @@ def _policy_from_mapping(raw: dict[str, Any]) -> Policy:
         "refresh_token_ttl_in_seconds",
         "absolute_session_lifetime_in_seconds",
     ):
-        values[name] = _int_in(name, raw.get(name), 1, second_limit, nullable=True)
-
-    policy = Policy(**values)
-    if policy.refresh_ttl < policy.access_ttl:
-        raise _fail(
-            "refresh_token_ttl_in_seconds",
-            policy.refresh_ttl,
-            f"at least the access token TTL ({policy.access_ttl} s)",
+        values[name] = check(
+            _int_in, name, raw.get(name), 1, second_limit, nullable=True
         )
-    if policy.grace and not policy.single_use:
-        raise _fail(
-            "reuse_grace_period_in_seconds",
-            policy.grace,
-            "0 when enable_single_use_refresh_tokens is false (grace only applies "
-            "to consumed tokens)",
-        )
-    return policy
+    return values
 
 
 def load_integration(document: Any) -> AppIntegration:
@@ -315,29 +400,34 @@ def load_integration(document: Any) -> AppIntegration:
             policy=_policy_from_mapping(document),
         )
 
+    problems = _Problems()
     unknown = sorted(set(document) - INTEGRATION_KEYS)
     if unknown:
-        raise PolicyError(
-            f"app-integration field {_clip(repr(unknown[0]))} is not known; "
-            "known fields: " + ", ".join(sorted(INTEGRATION_KEYS)) + "."
-        )
+        problems.add(_unknown("app-integration field", unknown, INTEGRATION_KEYS))
     inner = document["token_access_policy"]
     if not isinstance(inner, dict):
-        raise _fail("token_access_policy", inner, "a JSON object")
+        problems.add(_fail("token_access_policy", inner, "a JSON object"))
     scopes = document.get("scopes", ["all-apis", "offline_access"])
     urls = document.get("redirect_urls", [])
     for field, value in (("scopes", scopes), ("redirect_urls", urls)):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _fail(field, value, "a list of strings")
+            problems.add(_fail(field, value, "a list of strings"))
     name = document.get("name", "rotcert client")
     if not isinstance(name, str):
-        raise _fail("name", name, "a string")
+        problems.add(_fail("name", name, "a string"))
+    confidential = problems.check(
+        _bool, "confidential", document.get("confidential", False)
+    )
+    policy = _read_policy(inner, problems) if isinstance(inner, dict) else None
+
+    problems.raise_any()
+    assert policy is not None
     return AppIntegration(
         name=name,
-        confidential=_bool("confidential", document.get("confidential", False)),
+        confidential=confidential,
         scopes=tuple(scopes),
         redirect_urls=tuple(urls),
-        policy=_policy_from_mapping(inner),
+        policy=policy,
     )
 
 

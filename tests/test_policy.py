@@ -396,6 +396,47 @@ def test_unknown_policy_field_is_refused_with_the_known_ones():
         assert field in message
 
 
+def test_every_problem_of_a_policy_is_named_in_one_message():
+    """DESIGN policy: a policy with several mistakes is refused once, naming each
+    field, its value and what is allowed, so it is fixed in one go."""
+    document = {
+        "colour": "red",
+        "scopes": "all-apis",
+        "token_access_policy": {
+            "access_token_ttl_in_minutes": 2,
+            "reuse_detection": "maybe",
+            "grace": 30,
+        },
+    }
+
+    with pytest.raises(PolicyError) as info:
+        load_integration(document)
+
+    message = str(info.value)
+    assert message.startswith("the policy has 5 problems: (1) ")
+    for part in (
+        "app-integration field 'colour' is not known",
+        "'scopes' is \"all-apis\"; allowed: a list of strings",
+        "policy field 'grace' is not known",
+        "'access_token_ttl_in_minutes' is 2; allowed: an integer from 5 to 1440",
+        "'reuse_detection' is \"maybe\"; allowed: revoke_family | reject_only",
+    ):
+        assert part in message
+
+
+def test_thousands_of_problems_make_a_short_message():
+    """DESIGN policy: hostile input with many bad fields cannot blow up the
+    message; the first few are named and the rest counted."""
+    raw = {f"unknown_{n}": 1 for n in range(5000)}
+    raw.update({name: "x" for name in INT_FIELDS})
+
+    with pytest.raises(PolicyError) as info:
+        load_policy(raw)
+
+    assert len(str(info.value)) < 4000
+    assert "(and 4990 more)" in str(info.value)
+
+
 def test_unknown_field_inside_a_wrapper_is_refused():
     """DESIGN policy: the wrapper's token_access_policy is checked like a bare one."""
     with pytest.raises(PolicyError, match="'grace' is not known"):
