@@ -234,6 +234,10 @@ def discover(session: requests.Session, issuer: str, timeout: float) -> dict[str
             return metadata
         tried.append(why or f"{url} names no token_endpoint")
 
+    if all(why.startswith("no answer from") for why in tried):
+        # Not one answer: the cause is the connection, which explicit endpoints
+        # would not mend, so it leads (connection refused, a timeout, DNS).
+        raise TargetError(f"Cannot reach the issuer {issuer}: {tried[0]}.")
     raise TargetError(
         f"No authorization server metadata with a token_endpoint at {issuer} (tried "
         + "; ".join(tried)

@@ -387,8 +387,9 @@ USAGE_ERRORS = {
     "unknown-broken-mode": (["--broken-mode=nope"], "unknown broken mode 'nope'"),
     "unreachable-issuer": (
         ["--issuer=http://127.0.0.1:{closed}"],
-        "No authorization server metadata with a token_endpoint at "
-        "http://127.0.0.1:{closed} (tried",
+        "Cannot reach the issuer http://127.0.0.1:{closed}: no answer from GET "
+        "http://127.0.0.1:{closed}/.well-known/oauth-authorization-server: "
+        "connection refused",
     ),
     "missing-client-secret": (
         ["--token-endpoint=http://127.0.0.1:{closed}/token", "--client-id=c"],

@@ -323,17 +323,20 @@ USAGE_ERRORS = {
         ["--rotcert-issuer=http://127.0.0.1:{closed}/realm"],
         {},
         [
-            "No authorization server metadata",
-            "http://127.0.0.1:{closed}/realm/.well-known/oauth-authorization-server",
-            "http://127.0.0.1:{closed}/realm/.well-known/openid-configuration",
-            "http://127.0.0.1:{closed}/.well-known/oauth-authorization-server/realm",
-            "--rotcert-token-endpoint",
+            "Cannot reach the issuer http://127.0.0.1:{closed}/realm: no answer "
+            "from GET http://127.0.0.1:{closed}/realm/.well-known/"
+            "oauth-authorization-server: connection refused (is the server "
+            "running?)",
         ],
     ),
     "missing-client-secret": (
         URL_TARGET,
         {},
-        ["client 'vendor-client'", "set ROTCERT_CLIENT_SECRET"],
+        [
+            "client 'vendor-client'",
+            "ROTCERT_CLIENT_SECRET is not set",
+            "give --rotcert-client-auth none for a public client",
+        ],
     ),
     "url-target-without-address": (
         ["--rotcert-target=url"],
