@@ -146,6 +146,25 @@ def test_from_environ_names_the_missing_variables():
         AdapterEnv.from_environ({"ROTCERT_CLIENT_ID": "x"})
 
 
+def test_readme_and_protocol_page_list_every_variable_and_the_output_contract():
+    """README (Certify a client) and docs/adapter-protocol.md: every variable an
+    adapter is given, the output members rotcert reads, and exit 3 are written
+    down where a vendor looks first."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Certify a client") :]
+    section = section[: section.index("\n## ")]
+    page = (root / "docs" / "adapter-protocol.md").read_text(encoding="utf-8")
+
+    for text in (section, page):
+        for variable in ENV.values():
+            assert f"`{variable}" in text, variable
+        for member in ("message", "reauth", "error"):
+            assert f"`{member}`" in text, member
+        assert "exit 3" in text
+    assert "--client-auth basic|post" in section
+
+
 # -------------------------------------------------------------------- python
 
 
