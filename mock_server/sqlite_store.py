@@ -16,7 +16,7 @@ from .store import KINDS
 
 __all__ = ["SQLiteStore"]
 
-SCHEMA = """
+RECORDS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -25,6 +25,8 @@ CREATE TABLE IF NOT EXISTS records (
     PRIMARY KEY (kind, key)
 );
 CREATE INDEX IF NOT EXISTS records_by_family ON records (kind, family);
+"""
+EVENTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     data TEXT NOT NULL
@@ -65,41 +67,21 @@ class _SQLiteTransaction:
         return [json.loads(row[0]) for row in rows]
 
 
-class SQLiteStore:
-    """One SQLite file; each thread gets its own connection."""
+class _Database:
+    """One SQLite file: a connection per thread and one writer at a time."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+    def __init__(self, path: str, schema: str) -> None:
+        self.path = path
         self._local = threading.local()
         # Writers queue on these locks instead of in SQLite's busy handler, whose
         # growing sleeps put p99 in the hundreds of milliseconds: threads of one
         # process on a mutex, processes on a flock of a file beside the database,
         # whose waiters the kernel wakes as soon as it is released.
         self._writer = threading.Lock()
-        self._lock_path = self.path + ".lock"
         self._lock_file: tuple[int, int] | None = None
-        db = self._connection()
-        db.executescript(SCHEMA)
+        self.connection().executescript(schema)
 
-    def _lock_fd(self) -> int:
-        # A forked worker must open its own: a descriptor inherited across fork
-        # shares its flock with the parent, which would then exclude no one.
-        if self._lock_file is None or self._lock_file[0] != os.getpid():
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._lock_file = (os.getpid(), fd)
-        return self._lock_file[1]
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        with self._writer:
-            fd = self._lock_fd()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-    def _connection(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             # isolation_level=None: we issue BEGIN ourselves, so a writer takes the
@@ -111,52 +93,84 @@ class SQLiteStore:
             self._local.db = db
         return db
 
+    def _lock_fd(self) -> int:
+        # A forked worker must open its own: a descriptor inherited across fork
+        # shares its flock with the parent, which would then exclude no one.
+        if self._lock_file is None or self._lock_file[0] != os.getpid():
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            self._lock_file = (os.getpid(), fd)
+        return self._lock_file[1]
+
     @contextmanager
-    def transaction(self, write: bool = True) -> Iterator[_SQLiteTransaction]:
-        db = self._connection()
+    def transaction(self, write: bool) -> Iterator[sqlite3.Connection]:
+        db = self.connection()
         if db.in_transaction:
             # Nested on this thread (the clock reads its offset inside a rotation):
             # join the outer transaction, as the memory store's re-entrant lock
             # does. A second BEGIN would fail, and a second connection would wait
             # on our own write lock.
-            yield _SQLiteTransaction(db)
+            yield db
             return
         if not write:
             db.execute("BEGIN")
             try:
-                yield _SQLiteTransaction(db)
+                yield db
             finally:
                 db.execute("COMMIT")
             return
-        with self._exclusive():
-            db.execute("BEGIN IMMEDIATE")
+        with self._writer:
+            fd = self._lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                yield _SQLiteTransaction(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class SQLiteStore:
+    """Records in one SQLite file, events in a second one beside it.
+
+    Two files, two write locks: appending an event (once per request) no longer
+    waits for another process's rotation, nor a rotation for an event. Together
+    they were half of the time a worker held the only lock, and the event log needs
+    no transaction with the records: it is written after the answer is known.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._records = _Database(self.path, RECORDS_SCHEMA)
+        self._events = _Database(self.path + "-events", EVENTS_SCHEMA)
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[_SQLiteTransaction]:
+        with self._records.transaction(write) as db:
+            yield _SQLiteTransaction(db)
 
     def append_event(self, event: dict[str, Any]) -> int:
-        with self.transaction() as tx:
-            cursor = tx._db.execute(
+        with self._events.transaction(write=True) as db:
+            cursor = db.execute(
                 "INSERT INTO events (data) VALUES (?)", (json.dumps(event),)
             )
             return int(cursor.lastrowid)
 
     def events(self, since: int = 0) -> list[dict[str, Any]]:
-        rows = self._connection().execute(
+        rows = self._events.connection().execute(
             "SELECT seq, data FROM events WHERE seq > ? ORDER BY seq", (since,)
         )
         return [{**json.loads(data), "seq": seq} for seq, data in rows]
 
     def clear(self, keep: tuple[str, ...] = ()) -> None:
-        with self.transaction() as tx:
+        with self._records.transaction(write=True) as db:
             drop = [kind for kind in KINDS if kind not in keep]
-            tx._db.executemany(
-                "DELETE FROM records WHERE kind = ?", [(k,) for k in drop]
-            )
-            tx._db.execute("DELETE FROM events")
+            db.executemany("DELETE FROM records WHERE kind = ?", [(k,) for k in drop])
+        with self._events.transaction(write=True) as db:
+            db.execute("DELETE FROM events")
             # Restart numbering at 1 as the memory store does; AUTOINCREMENT would
             # otherwise go on from the highest seq ever handed out.
-            tx._db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")
+            db.execute("DELETE FROM sqlite_sequence WHERE name = 'events'")

@@ -70,6 +70,13 @@ def _announce_when_listening(host: str, port: int, announce) -> None:
             time.sleep(0.05)
 
 
+def _scratch_root() -> str | None:
+    # The temporary store needs no durability: on tmpfs its WAL checkpoints cost
+    # no fsync, which on a disk were the largest part of a commit.
+    shm = Path("/dev/shm")
+    return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
 def shared_store_spec(spec: str, scratch: Path) -> str:
     """The store workers share: a memory store becomes a temporary SQLite file."""
     if spec == "memory":
@@ -85,7 +92,9 @@ def serve(args: argparse.Namespace, banner: Any) -> None:
 
     from .serve import WILDCARD_HOSTS, build_server
 
-    with tempfile.TemporaryDirectory(prefix="rotcert-workers-") as scratch:
+    with tempfile.TemporaryDirectory(
+        prefix="rotcert-workers-", dir=_scratch_root()
+    ) as scratch:
         args.store = shared_store_spec(args.store, Path(scratch))
         port = _claim_port(args.host, args.port)
         shown = WILDCARD_HOSTS.get(args.host, args.host)

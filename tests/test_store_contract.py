@@ -311,3 +311,29 @@ def test_sqlite_stores_on_one_file_share_commits(tmp_path):
 
     assert by_family(two, "refresh", "fam") == [{"v": 1}]
     assert one.events() == [{"n": 1, "seq": 1}]
+
+
+def test_sqlite_event_append_does_not_wait_for_a_rotation(tmp_path):
+    """Serving (issue 5): events have their own file and write lock.
+
+    While one worker holds the records' write lock (a rotation), another worker
+    appends its event at once; sharing one lock, the two were serialized.
+    """
+    import threading
+
+    rotating, appending = SQLiteStore(tmp_path / "s.db"), SQLiteStore(tmp_path / "s.db")
+    appended = threading.Event()
+
+    def append() -> None:
+        appending.append_event({"n": 1})
+        appended.set()
+
+    with rotating.transaction() as tx:
+        tx.put("refresh", "k", {"v": 1})
+        thread = threading.Thread(target=append)
+        thread.start()
+        was_quick = appended.wait(timeout=5)
+    thread.join()
+
+    assert was_quick
+    assert appending.events() == [{"n": 1, "seq": 1}]
