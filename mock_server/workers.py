@@ -44,7 +44,26 @@ def worker_app():
     config = json.loads(os.environ[CONFIG_ENV])
     server = build_server(argparse.Namespace(**config))
     server.issuer = config["issuer"]
-    return create_app(server)
+    return _buffered(create_app(server))
+
+
+def _buffered(app):
+    """Hand granian each body as one bytes object in a list.
+
+    Every mock answer is small and complete before it is sent, but werkzeug returns
+    it as an iterator, which granian drains chunk by chunk across the GIL; given a
+    list it sends the body in one step.
+    """
+
+    def wsgi(environ, start_response):
+        answer = app(environ, start_response)
+        try:
+            return [b"".join(answer)]
+        finally:
+            if hasattr(answer, "close"):
+                answer.close()
+
+    return wsgi
 
 
 def _claim_port(host: str, port: int) -> int:
