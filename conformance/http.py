@@ -374,7 +374,9 @@ class HttpClient:
                 if isinstance(parsed.get(name), str):
                     self.redactor.add(parsed[name], name)
 
-        shown = self._redact(text)
+        # Parsed before redaction: escapes (refresh\u005ftoken) hide a token from
+        # a pass over the raw text, and the diagnosis quotes this text too.
+        shown = self.redactor.redact_body(text)
         diagnosis = diagnose(
             method,
             response.status_code,
@@ -396,7 +398,7 @@ class HttpClient:
                 method=method,
                 url=self._redact(url),
                 request_headers=self.redactor.redact_headers(dict(prepared.headers)),
-                request_body=_shown(self._redact(_text(prepared.body))),
+                request_body=_shown(self.redactor.redact_body(_text(prepared.body))),
                 status=response.status_code,
                 response_headers=self.redactor.redact_headers(dict(headers)),
                 response_body=_shown(shown),
@@ -431,7 +433,7 @@ class HttpClient:
                 method=method,
                 url=self._redact(url),
                 request_headers=self.redactor.redact_headers(request_headers),
-                request_body=_shown(self._redact(request_body)),
+                request_body=_shown(self.redactor.redact_body(request_body)),
                 status=None,
                 response_headers={},
                 response_body="",

@@ -184,6 +184,25 @@ class Redactor:
             return self.redact(value)
         return value
 
+    def redact_body(self, body: str, indent: int | None = None) -> str:
+        """A message body redacted for a transcript or a report.
+
+        JSON is parsed before it is redacted: a server that spells a member name
+        or a token with escapes (refresh\\u005ftoken) slips past redaction of the
+        raw text. Its redacted structure is written back out, with ``indent``.
+        """
+        try:
+            parsed = json.loads(body)
+            shown = json.dumps(
+                self.redact_json(parsed), indent=indent, ensure_ascii=False
+            )
+        except (ValueError, RecursionError):  # not JSON, or nested past reading
+            return self.redact(body)
+
+        # The decoded text gets the text pass every other value gets, for what the
+        # structure hides from redact_json (a name=value pair inside a member name).
+        return self.redact(shown)
+
     # ------------------------------------------------------------------ private
 
     def _secret_json(self, value: Any) -> Any:

@@ -223,20 +223,8 @@ def _message(first_line: str, headers: Mapping[str, str], body: str) -> str:
 
 
 def _shown_body(body: str, redactor: Redactor) -> str:
-    """A body redacted for the page, and pretty-printed when it is JSON.
-
-    JSON is parsed before it is redacted: a server that spells a member name or a
-    token with escapes (refresh\\u005ftoken) would slip past redaction of the raw
-    text and show the token once decoded here.
-    """
-    try:
-        parsed = json.loads(body)
-        pretty = json.dumps(redactor.redact_json(parsed), indent=2, ensure_ascii=False)
-    except (ValueError, RecursionError):  # not JSON, or nested past reading
-        return redactor.redact(body)
-    # The decoded text gets the text pass every other value gets, for what the
-    # structure hides from redact_json (a name=value pair inside a member name).
-    return redactor.redact(pretty)
+    """A body redacted for the page, and pretty-printed when it is JSON."""
+    return redactor.redact_body(body, indent=2)
 
 
 # ------------------------------------------------------------------- verdicts

@@ -449,6 +449,54 @@ def test_secrets_never_reach_the_transcript(server, client, redactor):
     assert learned[fingerprint(TOKEN)] == "access_token"
 
 
+def escaped(text: str) -> str:
+    """text with every character written as a JSON \\u escape."""
+    return "".join(f"\\u{ord(c):04x}" for c in text)
+
+
+def test_escaped_json_answers_are_redacted_as_decoded(server, client):
+    """Issue 3 (Verdict and reports): a server that spells token members and
+    values with JSON escapes leaves them in neither the stored body nor the
+    diagnosis that quotes it, escaped or not."""
+    issued = (
+        f'{{"{escaped("access_token")}": "{escaped(TOKEN)}", '
+        f'"refresh\\u005ftoken": "{escaped(REFRESH)}"}}'
+    )
+    server.routes["/token"] = answer(200, issued, "application/json")
+    failed = f'{{"error": "server_error", "refresh\\u005ftoken": "{escaped(REFRESH)}"}}'
+    server.routes["/down"] = answer(503, failed, "application/json")
+
+    client.post_form(server.url + "/token", {"grant_type": "x"})
+    reply = client.post_form(server.url + "/down", {"grant_type": "x"})
+
+    text = transcript_text(client)
+    for secret in (TOKEN, REFRESH):
+        assert secret not in text
+        assert escaped(secret[:10]).replace("\\", "") not in text.replace("\\", "")
+    assert json.loads(client.transcript[0].response_body) == {
+        "access_token": fingerprint(TOKEN),
+        "refresh_token": fingerprint(REFRESH),
+    }
+    assert reply.diagnosis is not None
+    assert f'"refresh_token": "{fingerprint(REFRESH)}"' in reply.diagnosis
+
+
+def test_deeply_nested_answer_is_kept_as_redacted_text(server, client):
+    """Issue 3 (Reaching a server): a body nested past what json can read is
+    stored as redacted text; no RecursionError escapes."""
+    # Deep enough for a RecursionError, short enough to be stored whole.
+    nested = "[" * 1900 + f'"{REFRESH}"' + "]" * 1900
+    client.redactor.add(REFRESH)
+    server.routes["/deep"] = answer(200, nested, "application/json")
+
+    reply = client.get(server.url + "/deep")
+
+    assert reply.diagnosis is not None
+    assert "nested too deeply" in reply.diagnosis
+    assert REFRESH not in transcript_text(client)
+    assert fingerprint(REFRESH) in client.transcript[0].response_body
+
+
 def test_long_bodies_are_truncated_with_a_note(server, client):
     """A transcript keeps 4 KB of a body and says how much there was."""
     server.routes["/big"] = answer(200, "y" * 10_000, "text/plain")

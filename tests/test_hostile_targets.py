@@ -63,9 +63,18 @@ BAD_METADATA = {
 }
 DRIP_BYTES, DRIP_PAUSE = 100, 0.05
 
+# Tokens the escaping server issued, so a test can look for them in the outputs.
+ESCAPED_ISSUED_PREFIX = "esc-issued-"
+ESCAPED_ISSUED: list[str] = []
+
 PYTHON_ERRORS = re.compile(
     r"Traceback|File \"|\b(Key|Attribute|Type|Value|Index|Name|JSONDecode)Error\b"
 )
+
+
+def json_escaped(text: str) -> str:
+    """text with every character written as a JSON \\u escape."""
+    return "".join(f"\\u{ord(c):04x}" for c in text)
 
 
 class Hostile(BaseHTTPRequestHandler):
@@ -140,6 +149,29 @@ class Hostile(BaseHTTPRequestHandler):
             "error_description": f"Refresh token is invalid: bad token {presented}",
         }
         self.send(400, json.dumps(body).encode(), "application/json")
+
+    def answer_escaped(self):
+        # Token members and values all spelled with JSON escapes: a grant's token
+        # is refreshed once, a token this server issued is echoed in a 503.
+        presented = parse_qs(getattr(self, "form", "")).get("refresh_token", [""])[0]
+        if presented.startswith(ESCAPED_ISSUED_PREFIX):
+            body = (
+                '{"error": "temporarily_unavailable", '
+                f'"refresh\\u005ftoken": "{json_escaped(presented)}"}}'
+            )
+            self.send(503, body.encode(), "application/json")
+            return
+        access, refresh = (
+            f"{ESCAPED_ISSUED_PREFIX}{len(ESCAPED_ISSUED):06d}-{name}-0123456789"
+            for name in ("access", "refresh")
+        )
+        ESCAPED_ISSUED.extend([access, refresh])
+        body = (
+            f'{{"{json_escaped("access_token")}": "{json_escaped(access)}", '
+            f'"refresh\\u005ftoken": "{json_escaped(refresh)}", '
+            '"token_type": "Bearer", "expires_in": 3600}'
+        )
+        self.send(200, body.encode(), "application/json")
 
     def answer_deep(self):
         self.send(200, b"[" * 100_000 + b"]" * 100_000, "application/json")
@@ -385,6 +417,32 @@ def test_tokens_the_target_echoes_never_reach_any_output(
     summary = json.loads((pytester.path / "summary.json").read_text())
     reasons = " ".join(s["reason"] or "" for s in summary["scenarios"])
     assert "bad token fp:" in reasons
+
+
+def test_tokens_the_target_spells_with_escapes_never_reach_any_output(
+    pytester: pytest.Pytester, hostile_url: str
+):
+    """Issue 3 (Verdict and reports): a server that writes token members and
+    values with JSON \\u escapes leaks no token, decoded or escaped, into the
+    terminal, report.html, junit.xml or summary.json."""
+    tokens = [f"escaped-grant-{n:04d}-0123456789abcdefghij" for n in range(60)]
+    result = run_against(pytester, f"{hostile_url}/escaped", refresh_tokens=tokens)
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert ESCAPED_ISSUED
+    outputs = [result.stdout.str()] + [
+        (pytester.path / name).read_text()
+        for name in ("report.html", "summary.json", "junit.xml")
+    ]
+    for text in outputs:
+        # However many times the escapes' backslashes were escaped again.
+        flat = text.replace("\\", "")
+        for secret in [*tokens, *ESCAPED_ISSUED]:
+            assert secret not in text
+            assert json_escaped(secret[:10]).replace("\\", "") not in flat
+    summary = json.loads((pytester.path / "summary.json").read_text())
+    reasons = " ".join(s["reason"] or "" for s in summary["scenarios"])
+    assert '"refresh_token": "fp:' in reasons
 
 
 # ------------------------------------------------------------------ discovery
