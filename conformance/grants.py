@@ -9,12 +9,11 @@ import os
 import secrets
 import shlex
 import stat
-import subprocess
 import threading
-import time
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from .commands import run_capped
 from .http import HttpClient
 from .target import ClientCredentials, ServerTarget
 
@@ -212,8 +211,6 @@ class CommandGrants:
 
 # A token response is a few kilobytes: more than this is a mistake, not a grant.
 MAX_GRANT_BYTES = 1024 * 1024
-# How much of a failing grant command's stderr is kept to quote.
-STDERR_KEPT_BYTES = 64 * 1024
 
 
 def _run_capped(
@@ -227,78 +224,18 @@ def _run_capped(
     """
     name = command[0]
     try:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        finished = run_capped(command, env, timeout, MAX_GRANT_BYTES)
     except OSError as exc:
         raise GrantError(f"grant command {name!r} failed: {exc}") from None
 
-    box: dict[str, bytes] = {}
-    readers = [
-        threading.Thread(
-            target=_read_stream,
-            args=(proc.stdout, MAX_GRANT_BYTES + 1, box, "stdout", False),
-            daemon=True,
-        ),
-        threading.Thread(
-            target=_read_stream,
-            args=(proc.stderr, STDERR_KEPT_BYTES, box, "stderr", True),
-            daemon=True,
-        ),
-    ]
-    for reader in readers:
-        reader.start()
-
-    deadline = time.monotonic() + timeout
-    try:
-        readers[0].join(timeout)
-        if readers[0].is_alive():
-            raise GrantError(
-                f"grant command {name!r} did not finish within {timeout:g} s"
-            )
-        if len(box.get("stdout", b"")) > MAX_GRANT_BYTES:
-            raise GrantError(
-                f"grant command {name!r} printed more than {MAX_GRANT_BYTES} bytes; "
-                "it must print one JSON token response"
-            )
-        try:
-            code = proc.wait(max(deadline - time.monotonic(), 0.01))
-        except subprocess.TimeoutExpired:
-            raise GrantError(
-                f"grant command {name!r} did not finish within {timeout:g} s"
-            ) from None
-        readers[1].join(max(deadline - time.monotonic(), 0.1))
-    finally:
-        _end(proc, readers)
-    return code, box["stdout"], box.get("stderr", b"")
-
-
-def _read_stream(
-    stream: IO[bytes], keep: int, box: dict[str, bytes], key: str, drain: bool
-) -> None:
-    """Read up to keep bytes of a pipe into box[key]; with drain, read the rest
-    and drop it, so the command never blocks on a full pipe."""
-    try:
-        box[key] = stream.read(keep)
-        while drain and stream.read(64 * 1024):
-            pass
-    except (OSError, ValueError):  # the pipe was closed under us
-        box.setdefault(key, b"")
-
-
-def _end(proc: subprocess.Popen, readers: list[threading.Thread]) -> None:
-    """The command stopped, and its pipes closed once no reader uses them."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    for reader, stream in zip(readers, (proc.stdout, proc.stderr), strict=True):
-        reader.join(1.0)
-        if not reader.is_alive() and stream is not None:
-            stream.close()
+    if finished.overflowed:
+        raise GrantError(
+            f"grant command {name!r} printed more than {MAX_GRANT_BYTES} bytes; "
+            "it must print one JSON token response"
+        )
+    if finished.code is None:
+        raise GrantError(f"grant command {name!r} did not finish within {timeout:g} s")
+    return finished.code, finished.stdout, finished.stderr
 
 
 def _json_value(text: str, what: str) -> Any:

@@ -115,6 +115,40 @@ def test_output_that_is_not_one_json_object_is_a_protocol_problem(tmp_path):
     assert "not one JSON object" in (result.problem or "")
 
 
+# Adapter output the protocol cannot use: the script, and the words its problem
+# must use.
+UNUSABLE_OUTPUT = {
+    "not-utf8": (
+        r"""sys.stdout.buffer.write(b'{"a": "\xff\xfe"}')""",
+        "printed bytes that are not UTF-8 text (at byte 7)",
+    ),
+    "nested": (
+        "print('[' * 100_000 + ']' * 100_000)",
+        "printed JSON nested too deeply to read",
+    ),
+    "endless": (
+        "while True:\n    sys.stdout.write('x' * 65536)",
+        "call printed more than 1048576 bytes",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSABLE_OUTPUT))
+def test_unusable_output_is_a_protocol_problem(tmp_path, case):
+    """Protocol and issue 3 (Reaching a server): an adapter that prints bytes
+    that are not UTF-8, JSON nested 100000 deep or output without end gets an
+    adapter problem that says so; no exception, hang or unbounded read."""
+    script, said = UNUSABLE_OUTPUT[case]
+    adapter = _script(tmp_path, "import sys\n" + script + "\n")
+    started = time.monotonic()
+    result = adapter.run("call", _env(tmp_path), timeout=20)
+
+    assert time.monotonic() - started < 10
+    assert not result.ok and not result.reauth
+    assert said in (result.problem or "")
+    assert len(result.stdout) < 70 * 1024
+
+
 def test_a_hung_action_is_killed_and_reported(tmp_path):
     """Protocol: an action that outlives the timeout is ended and reported as
     hung, not waited for."""

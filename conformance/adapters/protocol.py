@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import threading
 import time
 import traceback
@@ -24,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
+
+from ..commands import Finished, run_capped
 
 __all__ = [
     "ACTIONS",
@@ -67,6 +67,8 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "none")
 
 # An adapter's output is evidence for the report, not a channel for megabytes.
 MAX_OUTPUT_CHARS = 64 * 1024
+# One JSON object about one action is small: more than this is a runaway adapter.
+MAX_STDOUT_BYTES = 1024 * 1024
 
 
 class AdapterError(Exception):
@@ -240,13 +242,22 @@ def _clip(text: str) -> str:
     return text[:MAX_OUTPUT_CHARS] + f"\n... ({len(text) - MAX_OUTPUT_CHARS} more)"
 
 
-def _parse_output(stdout: str) -> tuple[dict[str, Any] | None, str | None]:
+def _parse_output(stdout: bytes) -> tuple[dict[str, Any] | None, str | None]:
     """The one JSON object a command adapter prints, or why there is none."""
-    text = stdout.strip()
+    try:
+        text = stdout.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        return None, (
+            f"printed bytes that are not UTF-8 text (at byte {exc.start}); "
+            "the protocol asks for one JSON object"
+        )
     if not text:
         return None, "printed nothing; the protocol asks for one JSON object"
+
     try:
         value = json.loads(text)
+    except RecursionError:
+        return None, "printed JSON nested too deeply to read"
     except ValueError:
         first = text.splitlines()[0][:120]
         return None, f"printed something that is not one JSON object: {first!r}"
@@ -274,17 +285,17 @@ class CommandAdapter:
         timeout: float = 30.0,
     ) -> ActionResult:
         environ = {**os.environ, **env.environ(action)}
+        payload = json.dumps(stdin).encode() if stdin is not None else b""
         started = time.perf_counter()
         try:
             # A session of its own, so a timeout can end the adapter's children too.
-            process = subprocess.Popen(
+            finished = run_capped(
                 [*self.argv, action],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=environ,
-                text=True,
-                start_new_session=True,
+                environ,
+                timeout,
+                MAX_STDOUT_BYTES,
+                stdin=payload,
+                own_session=True,
             )
         except OSError as exc:
             return ActionResult(
@@ -293,40 +304,36 @@ class CommandAdapter:
                 problem=f"could not start {self.argv[0]!r}: {exc.strerror or exc}",
                 concurrency=env.concurrency,
             )
-        payload = json.dumps(stdin) if stdin is not None else ""
-        try:
-            stdout, stderr = process.communicate(payload, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(process)
-            stdout, stderr = process.communicate()
-            return ActionResult(
-                action,
-                None,
-                stdout=_clip(stdout),
-                stderr=_clip(stderr),
-                seconds=time.perf_counter() - started,
-                problem=f"{action} did not finish within {timeout:g} s (a retry "
-                "loop, or a client waiting for input?)",
-                concurrency=env.concurrency,
-            )
-        output, problem = _parse_output(stdout)
+        seconds = time.perf_counter() - started
+
+        output, problem = None, _stopped(action, timeout, finished)
+        if problem is None:
+            output, problem = _parse_output(finished.stdout)
         return ActionResult(
             action,
-            process.returncode,
+            finished.code,
             output,
-            _clip(stdout),
-            _clip(stderr),
-            time.perf_counter() - started,
+            _clip(finished.stdout.decode("utf-8", "replace")),
+            _clip(finished.stderr.decode("utf-8", "replace")),
+            seconds,
             problem,
             env.concurrency,
         )
 
 
-def _kill(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
+def _stopped(action: str, timeout: float, finished: Finished) -> str | None:
+    """Why rotcert ended an adapter command, if it did."""
+    if finished.overflowed:
+        return (
+            f"{action} printed more than {MAX_STDOUT_BYTES} bytes; the protocol "
+            "asks for one JSON object"
+        )
+    if finished.timed_out:
+        return (
+            f"{action} did not finish within {timeout:g} s (a retry loop, or a "
+            "client waiting for input?)"
+        )
+    return None
 
 
 class PythonAdapter:
