@@ -260,6 +260,10 @@ def add_fault():
     for name in ("count", "delay_ms", "hang_seconds"):
         if name in body:
             _number(body, name, low=0)
+    count = body.get("count")
+    if count is not None and not isinstance(count, int):
+        # A count of 1.5 would fire twice and leave -0.5 behind.
+        raise InvalidRequest(f"count must be a whole number, got {json.dumps(count)}.")
     try:
         current_server().add_fault(body)
     except ValueError as exc:

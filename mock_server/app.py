@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -147,6 +148,31 @@ def record_event(response):
     return response
 
 
+def _measured_bodies(wsgi_app):
+    """Give a chunked body a length before Flask sees it.
+
+    waitress de-chunks a body and sets its length, so werkzeug refuses one over
+    MAX_BODY_BYTES with 413. granian hands it on chunked, and werkzeug then cut
+    it at the limit silently: a parameter past the cut would simply vanish. Read
+    at most one byte more than the limit here; over it, declare a length over the
+    limit so that the usual 413 answers.
+    """
+
+    def app(environ, start_response):
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if chunked and not environ.get("CONTENT_LENGTH"):
+            body = environ["wsgi.input"].read(MAX_BODY_BYTES + 1)
+            environ["wsgi.input"] = io.BytesIO(
+                b"" if len(body) > MAX_BODY_BYTES else body
+            )
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ["wsgi.input_terminated"] = False
+            del environ["HTTP_TRANSFER_ENCODING"]
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def create_app(server: MockServer | None = None) -> Flask:
     from .account_views import accounts
     from .admin_views import admin
@@ -155,6 +181,7 @@ def create_app(server: MockServer | None = None) -> Flask:
     app = Flask("rotcert_mock")
     app.extensions["rotcert"] = server or MockServer()
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.wsgi_app = _measured_bodies(app.wsgi_app)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     app.register_blueprint(oauth)

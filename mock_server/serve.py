@@ -106,10 +106,23 @@ def _store(spec: str) -> Store:
         return MemoryStore()
     if spec.startswith("sqlite:") and spec != "sqlite:":
         path = spec.removeprefix("sqlite:")
+        if path == ":memory:":
+            # Each thread's connection would open its own empty database.
+            raise ServeError(
+                "--store sqlite::memory: is not shared between threads; use "
+                "--store memory, or sqlite:PATH for a file."
+            )
         try:
             return SQLiteStore(path)
         except sqlite3.Error as exc:
             raise ServeError(f"cannot open SQLite store {path!r}: {exc}.") from None
+        except OSError as exc:
+            # The lock files beside the database: a directory in the way, or a
+            # directory the user may not write.
+            shown = exc.filename or path
+            raise ServeError(
+                f"cannot open SQLite store {path!r}: {shown}: {exc.strerror}."
+            ) from None
     raise ServeError(f"--store is {spec!r}; use memory or sqlite:PATH.")
 
 

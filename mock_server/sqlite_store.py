@@ -82,6 +82,9 @@ class _Database:
         self._writer = threading.Lock()
         self._lock_file: tuple[int, int] | None = None
         self.connection().executescript(schema)
+        # Open the lock file now: a problem with it is a start-up error, not a 500
+        # at the first write.
+        self._lock_fd()
 
     def connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -33,6 +33,8 @@ CONFIG_ENV = "ROTCERT_WORKER_CONFIG"
 # Measured (bench/bench_peer.py): one blocking thread per worker gave the best rate
 # and the lowest p99; more threads only queue on the GIL and the store's lock.
 DEFAULT_THREADS = 1
+# How long a stop waits for a worker's in-flight request before killing it.
+KILL_SECONDS = 3
 # How long the banner waits for the workers to listen.
 READY_SECONDS = 60.0
 
@@ -115,13 +117,13 @@ def serve(args: argparse.Namespace, banner: Any) -> None:
         prefix="rotcert-workers-", dir=_scratch_root()
     ) as scratch:
         args.store = shared_store_spec(args.store, Path(scratch))
+        # Options first (build_server checks --port's range), then the address.
+        server: MockServer = build_server(args)
         port = _claim_port(args.host, args.port)
         shown = WILDCARD_HOSTS.get(args.host, args.host)
         base_url = (
             f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
         )
-
-        server: MockServer = build_server(args)
         # As with one process: a wildcard bind follows the Host header.
         server.issuer = None if args.host in WILDCARD_HOSTS else base_url
         announce = threading.Thread(
@@ -150,4 +152,8 @@ def serve(args: argparse.Namespace, banner: Any) -> None:
             blocking_threads=args.threads or DEFAULT_THREADS,
             factory=True,
             log_level=LogLevels.warning,
+            # A stop must not wait for a request an injected delay holds for a
+            # minute, nor a signal landing while workers start leave them behind.
+            workers_kill_timeout=KILL_SECONDS,
+            respawn_failed_workers=True,
         ).serve()

@@ -374,6 +374,7 @@ def test_faults_add_list_fire_and_clear(http, mock):
         {"kind": "delay", "delay_ms": -5},
         {"kind": "delay", "delay_ms": "5"},
         {"kind": "http_500", "count": -1},
+        {"kind": "http_500", "count": 1.5},
         {"kind": "http_500", "client_id": ["x"]},
     ],
 )

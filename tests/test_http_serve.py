@@ -172,6 +172,8 @@ def test_port_in_use_is_one_line_exit_2(workers):
         (["--threads", "100000"], ["--threads", "256"]),
         (["--workers", "0"], ["--workers", "64"]),
         (["--workers", "2", "--preset", "nope"], ["unknown preset", "nope"]),
+        (["--workers", "2", "--port", "-1"], ["--port is -1"]),
+        (["--store", "sqlite::memory:"], ["--store", ":memory:", "memory"]),
     ],
 )
 def test_bad_arguments_are_one_line_exit_2(args, words):
@@ -267,6 +269,71 @@ def test_workers_share_one_store_and_rotate_atomically():
     assert code == 0, err
     assert "Traceback" not in err
     assert not store.parent.exists()
+
+
+def test_unusable_lock_file_is_one_line_exit_2(tmp_path):
+    """rotcert serve: a directory where the store's lock file goes is named at
+    start, not a 500 at the first write."""
+    (tmp_path / "s.db-events.lock").mkdir()
+
+    message = one_line_error(
+        launch("--port", "0", "--store", f"sqlite:{tmp_path}/s.db")
+    )
+
+    assert "s.db-events.lock" in message
+
+
+def test_workers_refuse_an_oversized_chunked_body_and_stop_promptly():
+    """rotcert serve --workers: a chunked body over 64 KiB is 413 as with one
+    process (granian passes it on chunked; werkzeug cut it silently), and a stop
+    does not wait for a request an injected one-minute delay holds."""
+    process = launch("--port", "0", "--workers", "2")
+    banner = read_banner(process)
+    issuer = field(banner, "issuer")
+    secret = re.search(r"client_id=rotcert-client\s+client_secret=(\S+)", banner)
+    auth = ("rotcert-client", secret.group(1))
+
+    def chunks():
+        yield b"grant_type=refresh_token&refresh_token=x"
+        for _ in range(100):
+            yield b"&pad=" + b"a" * 2000
+
+    oversized = requests.post(
+        issuer + "/token",
+        data=chunks(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        timeout=10,
+    )
+    requests.post(
+        issuer + "/admin/faults", json={"kind": "delay", "delay_ms": 60000}, timeout=5
+    )
+    held_for = []
+
+    def held() -> None:
+        began = time.monotonic()
+        try:
+            requests.post(
+                issuer + "/token",
+                data={"grant_type": "refresh_token", "refresh_token": "x"},
+                auth=auth,
+                timeout=90,
+            )
+        except requests.RequestException:
+            pass
+        held_for.append(time.monotonic() - began)
+
+    holder = threading.Thread(target=held, daemon=True)
+    holder.start()
+    time.sleep(1)
+    started = time.monotonic()
+    code, _, err = stop(process, signal.SIGTERM)
+
+    assert oversized.status_code == 413
+    assert oversized.json()["error"] == "invalid_request"
+    assert code == 0, err
+    assert time.monotonic() - started < 15
+    holder.join(timeout=30)
+    assert held_for and 1 < held_for[0] < 30  # the delay was really in flight
 
 
 def test_start_in_thread_serves_and_stops():
