@@ -298,10 +298,20 @@ def _serve_workers(args: argparse.Namespace) -> int:
     def banner(server: MockServer, base_url: str) -> None:
         print(_banner(server, base_url, args), flush=True)
 
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Until granian installs its own handlers, SIGTERM would end the process
+    # without unwinding, leaving the temporary store behind; as an interrupt it
+    # unwinds through workers.serve, which removes it.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
     try:
         workers.serve(args, banner)
     except (PolicyError, ServeError) as exc:
         return _usage_error(exc)
+    except KeyboardInterrupt:
+        pass
     print("rotcert serve: stopped.", flush=True)
     return 0
 
