@@ -413,7 +413,8 @@ def finish(
             if line.startswith("grant.error")
         )
         if details:
-            _say(server, f"server log: {dict(details)}")
+            # The losers of the race rounds are among these: expected, not errors.
+            _say(server, f"server log (race losers included): {dict(details)}")
 
 
 # ---------------------------------------------------------------------- report

@@ -106,7 +106,11 @@ class Mock:
                 break
         if not seen or not seen[-1].startswith("Press Ctrl-C"):
             self.stop()
-            raise SystemExit("the mock server did not start:\n" + "".join(seen))
+            # The cause is on the child's stderr (a missing module, a busy port).
+            errors = Path(self._log.name).read_text()[-2000:]
+            raise SystemExit(
+                "the mock server did not start:\n" + "".join(seen) + errors
+            )
         return "".join(seen)
 
     def stop(self) -> None:

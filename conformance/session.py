@@ -534,12 +534,24 @@ class RotcertSession:
             policy = self.integration.policy.to_json()
             fields = ", ".join(f"{k}={v}" for k, v in policy.items())
             write("declared policy: " + fields)
+        broken = self._broken_modes().get("broken_modes")
+        if broken:
+            # A CI log reader must see at once that the failures are deliberate.
+            write(
+                "broken mode active: " + ", ".join(broken) + " (the mock is "
+                "deliberately wrong, so failures are expected)",
+                yellow=True,
+            )
         for note in self.notes:
             write("warning: " + options.cli_flags(note), yellow=True)
         for verdict in self.verdicts():
             counts = f"{len(verdict.passed)} passed, {len(verdict.failed)} failed"
             if verdict.not_run:
                 counts += f", {len(verdict.not_run)} could not run"
+            if verdict.not_applicable:
+                # Skipped because the declared policy rules them out (a grace
+                # scenario without a grace period): they do not count against it.
+                counts += f", {len(verdict.not_applicable)} not applicable"
             write(f"{verdict.profile:<18} {verdict.status:<28} {counts}")
             for line in verdict.failed + verdict.not_run:
                 write(f"    {line['id']}: {line['reason']}")

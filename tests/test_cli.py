@@ -361,6 +361,10 @@ def test_no_target_certifies_the_embedded_mock(rotcert, pytester: pytest.Pyteste
     for profile in DEFAULT_PROFILES:
         assert f"rotcert {profile}: CERTIFIED" in text
     assert f"report:  {out / 'report.html'}" in text
+    # The grace scenarios skip under a policy without grace; the verdict says so.
+    assert re.search(
+        r"databricks\s+CERTIFIED\s+\d+ passed, 0 failed, \d+ not applicable", text
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["target"]["embedded"] is True
     assert summary["target"]["declared_policy"] == {
@@ -441,8 +445,9 @@ def test_missing_second_client_secret_names_client_auth_none(
 def test_broken_mode_is_named_in_the_summary_and_the_report_target(
     rotcert, pytester: pytest.Pytester
 ):
-    """DESIGN (mutation): with ``--broken-mode``, summary.json's target and the
-    HTML report's Target section name the broken mode the mock ran with."""
+    """DESIGN (mutation): with ``--broken-mode``, the terminal, summary.json's
+    target and the HTML report's Target section name the broken mode the mock ran
+    with."""
     out = pytester.path / "reports"
 
     code, text = rotcert(
@@ -454,6 +459,7 @@ def test_broken_mode_is_named_in_the_summary_and_the_report_target(
     assert summary["target"]["broken_modes"] == ["reuse_accepted"]
     html = (out / "report.html").read_text()
     assert "Broken mode active:</b> <code>reuse_accepted</code>" in html
+    assert "broken mode active: reuse_accepted (the mock is deliberately" in text
 
 
 def test_no_printed_path_names_the_staging_folder(rotcert, pytester: pytest.Pytester):
