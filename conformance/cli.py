@@ -109,6 +109,10 @@ def pytest_arguments(out: Path, args: argparse.Namespace) -> list[str]:
         "junit_family=xunit2",
         "-v" if args.verbose else "-q",
     ]
+    if not args.verbose:
+        # pytest's short summary repeats each failure as a path inside the
+        # installed package; the verdict above it already names every scenario.
+        argv.append("-rN")
     if args.workers:
         argv += ["-n", args.workers]
     if args.keyword:
