@@ -238,8 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # Name the subcommand's own usage, not the top level's.
-        sub = parser._subparsers._group_actions[0].choices[args.command]  # type: ignore[union-attr]
-        sub.error(f"unrecognized arguments: {' '.join(unknown)}")
+        subcommands = parser._subparsers._group_actions[0]  # type: ignore[union-attr]
+        subcommands.choices[args.command].error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     try:
         return args.run(args)
     except KeyboardInterrupt:

@@ -42,6 +42,9 @@ POLL_SECONDS = 0.2
 MAX_THREADS = 256
 MAX_WORKERS = 64
 DEFAULT_THREADS = 8
+# Per worker with --workers. Measured (bench/bench_peer.py): one thread per worker
+# gave the best rate and the lowest p99; more only queue on the GIL and the lock.
+WORKER_THREADS = 1
 # A wildcard bind is shown as the loopback address of its family.
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
@@ -146,7 +149,15 @@ def build_server(args: argparse.Namespace) -> MockServer:
     return MockServer(integration, store=_store(args.store), record=args.record)
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def base_url(host: str, port: int) -> str:
+    """The URL a bound address is reached at; a wildcard shows as loopback."""
+    shown = WILDCARD_HOSTS.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def bind(host: str, port: int) -> socket.socket:
     try:
         family, _, _, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -166,7 +177,7 @@ class _Listener:
         self._stop = threading.Event()
         # Bind here rather than inside waitress: a failed bind then leaks neither a
         # socket nor waitress' worker threads.
-        sock = _bind(host, port)
+        sock = bind(host, port)
         try:
             self._waitress = create_server(
                 create_app(server),
@@ -179,10 +190,7 @@ class _Listener:
             sock.close()
             raise
         bound_host, bound_port = sock.getsockname()[:2]
-        shown = WILDCARD_HOSTS.get(bound_host, bound_host)
-        if ":" in shown:
-            shown = f"[{shown}]"
-        self.base_url = f"http://{shown}:{bound_port}"
+        self.base_url = base_url(bound_host, bound_port)
         # A wildcard bind is reached under many names; the issuer then follows the
         # Host header instead of naming the loopback address.
         if server.issuer is None and bound_host not in WILDCARD_HOSTS:
@@ -230,7 +238,7 @@ def _banner(server: MockServer, base_url: str, args: argparse.Namespace) -> str:
         f"  store:             {args.store}",
     ]
     if args.workers > 1:
-        threads = args.threads or workers_default_threads()
+        threads = args.threads or WORKER_THREADS
         lines.append(
             f"  workers:           {args.workers} processes (granian), "
             f"{threads} thread(s) each"
@@ -279,12 +287,6 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     print("rotcert serve: stopped.", flush=True)
     return 0
-
-
-def workers_default_threads() -> int:
-    from .workers import DEFAULT_THREADS as WORKER_THREADS
-
-    return WORKER_THREADS
 
 
 def _usage_error(message: Any) -> int:

@@ -170,7 +170,7 @@ class MockServer:
             tx.put("settings", BROKEN_MODES_SETTING, sorted(set(modes)))
 
     def broken_modes(self) -> frozenset[str]:
-        return frozenset(self.setting(BROKEN_MODES_SETTING, []))
+        return self.authority.broken_modes()
 
     def add_fault(self, fault: dict[str, Any]) -> None:
         kind = fault.get("kind")

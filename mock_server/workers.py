@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from .app import create_app
+from .serve import WILDCARD_HOSTS, WORKER_THREADS, base_url, bind, build_server
 from .server import MockServer
 
 __all__ = ["serve", "worker_app", "CONFIG_ENV"]
 
 CONFIG_ENV = "ROTCERT_WORKER_CONFIG"
-# Measured (bench/bench_peer.py): one blocking thread per worker gave the best rate
-# and the lowest p99; more threads only queue on the GIL and the store's lock.
-DEFAULT_THREADS = 1
 # How long a stop waits for a worker's in-flight request before killing it.
 KILL_SECONDS = 3
 # How long the banner waits for the workers to listen.
@@ -41,8 +39,6 @@ READY_SECONDS = 60.0
 
 def worker_app():
     """The WSGI app of one worker (granian calls this after forking it)."""
-    from .serve import build_server
-
     config = json.loads(os.environ[CONFIG_ENV])
     server = build_server(argparse.Namespace(**config))
     server.issuer = config["issuer"]
@@ -72,9 +68,7 @@ def _claim_port(host: str, port: int) -> int:
     """Check the address is free (a clear error now, not granian's later) and
     resolve --port 0 to a free port. granian then binds it itself; the gap between
     the probe's close and that bind is tiny."""
-    from .serve import _bind
-
-    with _bind(host, port) as probe:
+    with bind(host, port) as probe:
         return probe.getsockname()[1]
 
 
@@ -92,8 +86,8 @@ def _announce_when_listening(host: str, port: int, announce) -> None:
 
 
 def _scratch_root() -> str | None:
-    # The temporary store needs no durability: on tmpfs its WAL checkpoints cost
-    # no fsync, which on a disk were the largest part of a commit.
+    # The temporary store needs no durability: on tmpfs its writes and WAL
+    # checkpoints never wait for a disk.
     shm = Path("/dev/shm")
     return str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
 
@@ -111,8 +105,6 @@ def serve(args: argparse.Namespace, banner: Any) -> None:
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    from .serve import WILDCARD_HOSTS, build_server
-
     with tempfile.TemporaryDirectory(
         prefix="rotcert-workers-", dir=_scratch_root()
     ) as scratch:
@@ -120,15 +112,16 @@ def serve(args: argparse.Namespace, banner: Any) -> None:
         # Options first (build_server checks --port's range), then the address.
         server: MockServer = build_server(args)
         port = _claim_port(args.host, args.port)
-        shown = WILDCARD_HOSTS.get(args.host, args.host)
-        base_url = (
-            f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
-        )
+        url = base_url(args.host, port)
         # As with one process: a wildcard bind follows the Host header.
-        server.issuer = None if args.host in WILDCARD_HOSTS else base_url
+        server.issuer = None if args.host in WILDCARD_HOSTS else url
         announce = threading.Thread(
             target=_announce_when_listening,
-            args=(shown, port, lambda: banner(server, base_url)),
+            args=(
+                WILDCARD_HOSTS.get(args.host, args.host),
+                port,
+                lambda: banner(server, url),
+            ),
             daemon=True,
         )
         announce.start()
@@ -149,7 +142,7 @@ def serve(args: argparse.Namespace, banner: Any) -> None:
             port=port,
             interface=Interfaces.WSGI,
             workers=args.workers,
-            blocking_threads=args.threads or DEFAULT_THREADS,
+            blocking_threads=args.threads or WORKER_THREADS,
             factory=True,
             log_level=LogLevels.warning,
             # A stop must not wait for a request an injected delay holds for a
