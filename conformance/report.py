@@ -199,12 +199,12 @@ def _exchange_html(number: int, data: Mapping[str, Any], redactor: Redactor) -> 
     request = _message(
         f"{method} {url}",
         redactor.redact_headers(data.get("request_headers") or {}),
-        _shown_body(str(data.get("request_body") or ""), redactor),
+        redactor.redact_body(str(data.get("request_body") or ""), indent=2),
     )
     response = _message(
         answered,
         redactor.redact_headers(data.get("response_headers") or {}),
-        _shown_body(str(data.get("response_body") or ""), redactor),
+        redactor.redact_body(str(data.get("response_body") or ""), indent=2),
     )
     return (
         f'<details class="rotcert-exchange"><summary>{summary}</summary>'
@@ -220,11 +220,6 @@ def _message(first_line: str, headers: Mapping[str, str], body: str) -> str:
     if body:
         lines += ["", body]
     return "\n".join(lines)
-
-
-def _shown_body(body: str, redactor: Redactor) -> str:
-    """A body redacted for the page, and pretty-printed when it is JSON."""
-    return redactor.redact_body(body, indent=2)
 
 
 # ------------------------------------------------------------------- verdicts
